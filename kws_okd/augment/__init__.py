@@ -1,0 +1,2 @@
+from kws_okd.augment.registry import AUGMENTATIONS, build_augmentation, register_augmentation  # noqa: F401
+from kws_okd.augment import disruptive  # noqa: F401  (registration)

@@ -1,0 +1,107 @@
+"""``kws-okd`` command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from kws_okd.errors import KWSError
+
+
+def _corpus(a):
+    from kws_okd.data.corpus import CorpusSpec, build_corpus
+    kw = {"seed": a.seed}
+    if a.families:
+        kw["families"] = tuple(a.families.split(","))
+    root = build_corpus(a.out or f"data/synth_{a.size}", CorpusSpec.sized(a.size, **kw))
+    print(f"corpus ready: {root}")
+
+
+def _prepare(a):
+    from kws_okd.data import gsc
+    info = gsc.prepare(a.root, a.out, task=a.task,
+                       ood_domains=a.ood.split(",") if a.ood else (),
+                       train_domains=a.train_domains.split(",") if a.train_domains else None)
+    print(f"manifests in {a.out}: {info['sets']}")
+
+
+def _train(recipe):
+    def run(a):
+        from kws_okd.train.config import load_recipe
+        from kws_okd.train.run import train
+        cfg = load_recipe(recipe, a.overrides, a.recipe_dir)
+        print(f"model written: {train(cfg)}")
+    return run
+
+
+def _eval(a):
+    from kws_okd.evaluate.report import evaluate
+    models = {}
+    for spec in a.model:
+        name, _, path = spec.rpartition("=")
+        models[name or path] = path
+    rep = evaluate(models, a.data, a.out, teacher=a.teacher)
+    print(Path(a.out, "report.md").read_text())
+    return rep
+
+
+def _run(a):
+    from kws_okd.pipeline import run_pipeline
+    seeds = [int(s) for s in a.seeds.split(",")]
+    run_pipeline(a.overrides, methods=a.methods.split(","), seeds=seeds, student=a.student)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="kws-okd", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("corpus", help="synthesise the embedded TTS keyword corpus")
+    c.add_argument("--size", default="default", choices=["tiny", "default", "large"])
+    c.add_argument("--out")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--families", help="comma-separated synthesiser families")
+    c.set_defaults(fn=_corpus)
+
+    c = sub.add_parser("prepare", help="write manifests for a GSC-layout folder")
+    c.add_argument("root")
+    c.add_argument("--out", required=True)
+    c.add_argument("--task", default="35", choices=["12", "35"])
+    c.add_argument("--ood", help="comma-separated domains to hold out as OOD tests")
+    c.add_argument("--train-domains")
+    c.set_defaults(fn=_prepare)
+
+    for name, recipe in (("train", "student"), ("train-teacher", "teacher")):
+        c = sub.add_parser(name, help=f"train with recipes/kws/{recipe}.yaml + Hydra overrides")
+        c.add_argument("overrides", nargs="*", help="e.g. distill=okd student=bcresnet1 seed=2")
+        c.add_argument("--recipe-dir", help="folder of recipe YAMLs (default recipes/kws)")
+        c.set_defaults(fn=_train(recipe))
+
+    c = sub.add_parser("eval", help="evaluate models on ID/OOD manifests and write a report")
+    c.add_argument("--model", action="append", required=True, help="[name=]path/to/model.pt")
+    c.add_argument("--data", required=True, help="manifest folder (with protocol.json) or CSV")
+    c.add_argument("--out", default="results/eval")
+    c.add_argument("--teacher", help="name of the model the gaps are measured against")
+    c.set_defaults(fn=_eval)
+
+    c = sub.add_parser("run", help="the default job: corpus, teacher, ERM/KD/OKD students, report")
+    c.add_argument("overrides", nargs="*", help="Hydra overrides applied to every recipe")
+    c.add_argument("--methods", default="erm,kd,okd")
+    c.add_argument("--seeds", default="0")
+    c.add_argument("--student", default="bcresnet1")
+    c.set_defaults(fn=_run)
+
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.simplefilter("default")
+    try:
+        a.fn(a)
+    except KWSError as e:
+        print(f"kws-okd: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

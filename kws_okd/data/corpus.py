@@ -1,0 +1,173 @@
+"""The embedded default corpus: keywords synthesised with local TTS engines.
+
+Written in the exact Google Speech Commands v2 layout so one loader reads it
+and the real GSC. Speakers are voice configurations; splits are
+speaker-disjoint within each synthesiser family (the domain).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from kws_okd.audio.io import fix_length, resample, write_audio
+from kws_okd.data.tts import get_engine
+from kws_okd.data.words import BACKGROUND, GSC_V2_WORDS
+from kws_okd.utils.atomic import write_json, write_text
+
+SIZES = {
+    # speakers per family, takes per (speaker, word)
+    "tiny": dict(speakers_per_family=6, takes=1),
+    "default": dict(speakers_per_family=40, takes=1),
+    "large": dict(speakers_per_family=200, takes=2),
+}
+
+
+@dataclass
+class CorpusSpec:
+    families: tuple = ("espeak", "espeak_accent", "espeak_klatt", "flite")
+    words: tuple = GSC_V2_WORDS
+    speakers_per_family: int = 40
+    takes: int = 1
+    seed: int = 0
+    sample_rate: int = 16000
+    noise_seconds: int = 20
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    version: int = 2  # bump when synthesis changes, to invalidate caches
+
+    @classmethod
+    def sized(cls, size: str, **kw) -> "CorpusSpec":
+        if size not in SIZES:
+            raise ValueError(f"unknown corpus size {size!r}; choose from {sorted(SIZES)}")
+        return cls(**{**SIZES[size], **kw})
+
+    def digest(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def speaker_id(voice_name: str) -> str:
+    return hashlib.sha1(voice_name.encode()).hexdigest()[:8]
+
+
+def place_in_clip(x: np.ndarray, n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Trim silence, fit the word inside ``n`` samples at a random offset, set a random level."""
+    env = np.abs(x)
+    thr = 0.02 * env.max() if env.max() > 0 else 0
+    idx = np.flatnonzero(env > thr)
+    if len(idx):
+        x = x[max(0, idx[0] - sr // 100): idx[-1] + sr // 100]
+    limit = int(0.95 * n)
+    if len(x) > limit:  # too slow a voice: time-compress rather than cut the word
+        x = resample(x, len(x), limit)[:limit]
+    out = np.zeros(n, dtype=np.float32)
+    start = int(rng.integers(0, n - len(x) + 1))
+    peak = np.abs(x).max() or 1.0
+    out[start:start + len(x)] = x / peak * rng.uniform(0.3, 0.9)
+    return out
+
+
+def coloured_noise(n: int, exponent: float, rng) -> np.ndarray:
+    """Noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    spec /= f ** (exponent / 2)
+    x = np.fft.irfft(spec, n)
+    return (x / np.abs(x).max()).astype(np.float32)
+
+
+def background_noises(spec: CorpusSpec, rng, voices) -> dict[str, np.ndarray]:
+    n = spec.noise_seconds * spec.sample_rate
+    t = np.arange(n) / spec.sample_rate
+    out = {
+        "white_noise": coloured_noise(n, 0, rng) * 0.5,
+        "pink_noise": coloured_noise(n, 1, rng) * 0.5,
+        "brown_noise": coloured_noise(n, 2, rng) * 0.5,
+    }
+    hum = sum(np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 6.28)) / k for k in range(1, 8))
+    out["hum"] = (0.3 * hum / np.abs(hum).max()).astype(np.float32)
+    motor = coloured_noise(n, 1.5, rng) * (1 + 0.5 * np.sin(2 * np.pi * 7.5 * t))
+    out["machine"] = (0.5 * motor / np.abs(motor).max()).astype(np.float32)
+    # Babble: several synthetic voices reading word lists, summed.
+    babble = np.zeros(n, dtype=np.float32)
+    for v in voices[:6]:
+        eng = get_engine(v.family)
+        words = " ".join(rng.choice(spec.words, size=3 * spec.noise_seconds))
+        x = eng.synthesize(v, words, spec.sample_rate)
+        x = np.resize(x, n)
+        babble += x / (np.abs(x).max() or 1)
+    out["babble"] = (0.5 * babble / (np.abs(babble).max() or 1)).astype(np.float32)
+    return out
+
+
+def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: bool = True) -> Path:
+    """Synthesise the corpus into ``root`` unless a matching one is already there."""
+    root = Path(root)
+    meta = root / "corpus.json"
+    if meta.exists():
+        if json.loads(meta.read_text()).get("digest") == spec.digest():
+            return root
+        # Settings changed: rebuild from scratch.
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng(spec.seed)
+    n = spec.sample_rate  # one-second clips
+
+    jobs, speakers, lists = [], [], {"validation": [], "testing": []}
+    all_voices = []
+    for family in spec.families:
+        engine = get_engine(family)
+        voices = engine.sample_voices(spec.speakers_per_family, rng)
+        all_voices.extend(voices)
+        order = rng.permutation(len(voices))
+        n_valid = max(1, round(spec.valid_fraction * len(voices)))
+        n_test = max(1, round(spec.test_fraction * len(voices)))
+        for rank, vi in enumerate(order):
+            v = voices[vi]
+            split = "validation" if rank < n_valid else "testing" if rank < n_valid + n_test else "training"
+            spk = speaker_id(v.name)
+            speakers.append(dict(spk_id=spk, domain=family, voice=v.name, split=split))
+            for word in spec.words:
+                for take in range(spec.takes):
+                    rel = f"{word}/{spk}_nohash_{take}.wav"
+                    jobs.append((engine, v, word, take, rel, int(rng.integers(2**31))))
+                    if split != "training":
+                        lists[split].append(rel)
+
+    def run(job):
+        engine, v, word, take, rel, seed = job
+        r = np.random.default_rng(seed)
+        jitter = 0.0 if take == 0 else float(r.uniform(-0.1, 0.1))
+        x = engine.synthesize(v, word, spec.sample_rate, jitter)
+        write_audio(tmp / rel, fix_length(place_in_clip(x, n, r, spec.sample_rate), n), spec.sample_rate)
+
+    for word in spec.words:
+        (tmp / word).mkdir()
+    workers = workers or max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(workers) as pool:
+        list(tqdm(pool.map(run, jobs), total=len(jobs), desc="synthesising corpus",
+                  disable=not progress, unit="clip"))
+
+    (tmp / BACKGROUND).mkdir()
+    for name, x in background_noises(spec, rng, all_voices).items():
+        write_audio(tmp / BACKGROUND / f"{name}.wav", x, spec.sample_rate)
+    write_text(tmp / "validation_list.txt", "".join(p + "\n" for p in sorted(lists["validation"])))
+    write_text(tmp / "testing_list.txt", "".join(p + "\n" for p in sorted(lists["testing"])))
+    write_text(tmp / "speakers.csv", "spk_id,domain,voice,split\n" + "".join(
+        f"{s['spk_id']},{s['domain']},{s['voice']},{s['split']}\n" for s in speakers))
+    write_json(tmp / "corpus.json", {"digest": spec.digest(), "spec": asdict(spec),
+                                     "clips": len(jobs)})
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root

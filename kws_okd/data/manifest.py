@@ -1,0 +1,57 @@
+"""SpeechBrain-style CSV manifests: one row per clip, read by everything downstream."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from kws_okd.errors import DataError
+from kws_okd.utils.atomic import write_text
+
+COLUMNS = ("ID", "wav", "duration", "spk_id", "domain", "word", "label", "offset")
+REQUIRED = ("ID", "wav", "word", "label")
+
+
+def write_manifest(path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in COLUMNS})
+    write_text(path, buf.getvalue())
+
+
+def read_manifest(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: manifest does not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: manifest lacks column(s) {missing}; has {reader.fieldnames}")
+        rows = list(reader)
+    if not rows:
+        raise DataError(f"{path}: manifest has no rows")
+    root = path.parent
+    for i, r in enumerate(rows, start=2):
+        try:
+            r["label"] = int(r["label"])
+            r["offset"] = int(r.get("offset") or 0)
+        except ValueError:
+            raise DataError(f"{path}, line {i}: label/offset must be integers, got "
+                            f"{r.get('label')!r}/{r.get('offset')!r}") from None
+        r["domain"] = r.get("domain") or "default"
+        wav = Path(r["wav"])
+        r["wav"] = str(wav if wav.is_absolute() else (root / wav))
+    return rows
+
+
+def read_classes(path) -> list[str]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: class list does not exist")
+    classes = [c for c in path.read_text().split("\n") if c]
+    if not classes:
+        raise DataError(f"{path}: class list is empty")
+    return classes

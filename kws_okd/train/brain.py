@@ -1,0 +1,83 @@
+"""The SpeechBrain ``Brain`` that trains a keyword spotter with any objective of
+the distillation core (ERM, KD, OKD, ...)."""
+from __future__ import annotations
+
+import math
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+
+
+class KWSBrain(sb.Brain):
+    """``modules.student`` is trained; ``self.teacher`` (frozen, not a module of the
+    Brain so it is neither trained, checkpointed nor wrapped for DDP) teaches it.
+
+    Expected hparams: ``objective``, ``augment`` (or None), ``lr``, ``epochs``,
+    ``warmup_epochs``, ``train_logger``.
+    """
+
+    def __init__(self, *args, teacher=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        if teacher is not None:
+            self.teacher.to(self.device).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        if self.hparams.augment is not None:
+            self.hparams.augment.to(self.device)
+
+    def compute_forward(self, batch, stage):
+        wav, y, _ = batch
+        wav, y = wav.to(self.device), y.to(self.device)
+        if stage == sb.Stage.TRAIN:
+            return self.hparams.objective(self.modules.student, self.teacher, wav, y,
+                                          self.hparams.augment)
+        return self.modules.student(wav)
+
+    def compute_objectives(self, outputs, batch, stage):
+        y = batch[1].to(self.device)
+        if stage == sb.Stage.TRAIN:
+            loss, logits, logs = outputs
+            self.batches += 1
+            for k, v in logs.items():
+                self.stage_logs[k] = self.stage_logs.get(k, 0.0) + float(v)
+        else:
+            logits = outputs
+            loss = F.cross_entropy(logits, y)
+        self.correct += int((logits.argmax(-1) == y).sum())
+        self.seen += len(y)
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        self.correct, self.seen, self.batches, self.stage_logs = 0, 0, 0, {}
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            # Stateless schedule (linear warm-up then cosine, per epoch) so a resumed
+            # run picks up the same learning rate without extra state.
+            lr = self.lr_for_epoch(epoch)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+
+    def lr_for_epoch(self, epoch):
+        h = self.hparams
+        if epoch <= h.warmup_epochs:
+            return h.lr * epoch / max(1, h.warmup_epochs)
+        progress = (epoch - h.warmup_epochs - 1) / max(1, h.epochs - h.warmup_epochs)
+        return h.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        acc = self.correct / max(1, self.seen)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss, "acc": acc}
+            self.train_stats.update({k: v / max(1, self.batches) for k, v in self.stage_logs.items()})
+        elif stage == sb.Stage.VALID:
+            stats = {"loss": stage_loss, "acc": acc}
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=getattr(self, "train_stats", None), valid_stats=stats)
+            # Model selection: best accuracy on training-domain validation data.
+            self.checkpointer.save_and_keep_only(
+                meta={"acc": acc, "loss": stage_loss, "epoch": epoch}, max_keys=["acc"],
+                num_to_keep=1)
+        else:
+            self.test_stats = {"loss": stage_loss, "acc": acc}

@@ -1,0 +1,40 @@
+"""Self-describing model files: architecture config, class list and weights.
+
+``model.pt`` is what evaluation, distillation (as the teacher), streaming and
+export read. Loaded with ``weights_only=True``: no pickled code runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kws_okd.errors import ConfigError
+from kws_okd.models import build_model
+from kws_okd.utils.atomic import atomic_path
+
+
+def save_model(path, model, model_cfg: dict, classes: list[str], extra: dict | None = None):
+    blob = {"format": "kws-okd/1", "model": dict(model_cfg), "classes": list(classes),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "info": dict(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def load_model(path, map_location="cpu"):
+    """Return ``(model, blob)``; the model is in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: model file does not exist (train it first)")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path}: not a readable kws-okd model file ({e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != "kws-okd/1":
+        raise ConfigError(f"{path}: not a kws-okd model file (missing format tag)")
+    cfg = dict(blob["model"])
+    model = build_model(cfg.pop("name"), num_classes=len(blob["classes"]), **cfg)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, blob
