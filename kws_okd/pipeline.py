@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws_okd.data.prepare import prepare_data
+from kws_okd.data.registry import prepare_data
 from kws_okd.evaluate.report import evaluate
 from kws_okd.train.config import load_recipe
 from kws_okd.train.run import train

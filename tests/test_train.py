@@ -7,7 +7,7 @@ import torch
 from kws_okd.augment import build_augmentation
 from kws_okd.cli import main
 from kws_okd.data import gsc
-from kws_okd.data.dataset import ManifestDataset
+from kws_okd.data.registry import load_dataset as ManifestDataset
 from kws_okd.distill import build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model

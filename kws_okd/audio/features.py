@@ -61,7 +61,12 @@ class RawWaveform(nn.Module):
         return (wav / peak).unsqueeze(1)
 
 
-FRONTENDS = {"logmel": LogMel, "mfcc": MFCC, "raw": RawWaveform}
+class NoFrontend(nn.Identity):
+    """For inputs that are already features (e.g. images)."""
+    n_features = 0
+
+
+FRONTENDS = {"logmel": LogMel, "mfcc": MFCC, "raw": RawWaveform, "none": NoFrontend}
 
 
 def build_frontend(name: str, **kwargs) -> nn.Module:

@@ -13,7 +13,8 @@ from kws_okd.data.manifest import read_manifest
 class ManifestDataset(Dataset):
     """Loads every clip once into memory (the default corpus is a few hundred MB at most).
 
-    Items are ``(waveform[num_samples], label, index)``; ``rows[index]`` carries
+    Items are ``(waveform[num_samples], label, index)`` (every modality's dataset
+    exposes ``inputs``, ``labels``, ``domains`` and ``rows``); ``rows[index]`` carries
     the clip's domain, speaker and ID for per-domain evaluation.
     """
 
@@ -33,12 +34,16 @@ class ManifestDataset(Dataset):
             else:
                 x = read_audio(r["wav"], sample_rate)
             data[i] = fix_length(x, self.num_samples)
-        self.waves = torch.from_numpy(data)
+        self.inputs = torch.from_numpy(data)
         self.labels = torch.tensor([r["label"] for r in self.rows], dtype=torch.long)
         self.domains = [r["domain"] for r in self.rows]
 
     def __len__(self):
         return len(self.rows)
 
+    @property
+    def waves(self):
+        return self.inputs
+
     def __getitem__(self, i):
-        return self.waves[i], self.labels[i], i
+        return self.inputs[i], self.labels[i], i

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kws_okd.data.dataset import ManifestDataset
+from kws_okd.data.registry import load_dataset
 from kws_okd.data.manifest import read_classes
 from kws_okd.errors import DataError
 from kws_okd.train.checkpoint import load_model
@@ -17,11 +17,11 @@ from kws_okd.utils.atomic import atomic_path, write_json, write_text
 
 
 @torch.no_grad()
-def predict(model, dataset: ManifestDataset, batch_size: int = 256) -> np.ndarray:
+def predict(model, dataset, batch_size: int = 256) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(dataset), batch_size):
-        out.append(model(dataset.waves[i:i + batch_size]).argmax(-1))
+        out.append(model(dataset.inputs[i:i + batch_size]).argmax(-1))
     return torch.cat(out).numpy()
 
 
@@ -104,7 +104,7 @@ def evaluate(models: dict[str, str | Path], data, out_dir, teacher: str | None =
     """
     out_dir = Path(out_dir)
     sets = find_eval_sets(data)
-    datasets = {name: ManifestDataset(path) for name, (path, _) in sets.items()}
+    datasets = {name: load_dataset(path) for name, (path, _) in sets.items()}
     results = {}
     for name, path in models.items():
         model, blob = load_model(path)

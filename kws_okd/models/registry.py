@@ -47,9 +47,10 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: KWSNet, num_samples: int = 16000) -> int:
+def count_macs(model: KWSNet, num_samples: int = 16000, example=None) -> int:
     """Multiply-accumulates of the backbone for one input (convolutions and linear layers;
-    the front-end's FFT is not counted)."""
+    the front-end's FFT is not counted). ``example`` is one input batch of size 1; the
+    default is one second of 16 kHz audio."""
     macs = 0
 
     def hook(mod, inp, out):
@@ -67,7 +68,7 @@ def count_macs(model: KWSNet, num_samples: int = 16000) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, num_samples))
+        model(torch.zeros(1, num_samples) if example is None else example)
     model.train(was_training)
     for h in handles:
         h.remove()

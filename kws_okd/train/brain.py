@@ -14,7 +14,11 @@ class KWSBrain(sb.Brain):
     Brain so it is neither trained, checkpointed nor wrapped for DDP) teaches it.
 
     Expected hparams: ``objective``, ``augment`` (or None), ``lr``, ``epochs``,
-    ``warmup_epochs``, ``train_logger``.
+    ``warmup_epochs``, ``steps_per_epoch``, ``callbacks``, ``train_logger``.
+
+    Callbacks (see :mod:`kws_okd.train.callbacks`) are told of every optimiser step
+    and every validation; objectives with a ``set_progress`` method (curricula) get
+    the fraction of training done before each step.
     """
 
     def __init__(self, *args, teacher=None, **kwargs):
@@ -31,8 +35,10 @@ class KWSBrain(sb.Brain):
         wav, y, _ = batch
         wav, y = wav.to(self.device), y.to(self.device)
         if stage == sb.Stage.TRAIN:
-            return self.hparams.objective(self.modules.student, self.teacher, wav, y,
-                                          self.hparams.augment)
+            objective = self.hparams.objective
+            if hasattr(objective, "set_progress"):
+                objective.set_progress(self.progress())
+            return objective(self.modules.student, self.teacher, wav, y, self.hparams.augment)
         return self.modules.student(wav)
 
     def compute_objectives(self, outputs, batch, stage):
@@ -49,8 +55,24 @@ class KWSBrain(sb.Brain):
         self.seen += len(y)
         return loss
 
+    def progress(self) -> float:
+        """Fraction of all training steps done, in [0, 1]."""
+        h = self.hparams
+        done = (self.epoch - 1) * h.steps_per_epoch + self.step
+        return min(1.0, done / max(1, h.epochs * h.steps_per_epoch))
+
+    @property
+    def global_step(self) -> int:
+        return (self.epoch - 1) * self.hparams.steps_per_epoch + self.step
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        for cb in self.hparams.callbacks:
+            cb.on_train_step(self)
+
     def on_stage_start(self, stage, epoch=None):
         self.correct, self.seen, self.batches, self.stage_logs = 0, 0, 0, {}
+        if epoch is not None:
+            self.epoch = epoch
         if stage == sb.Stage.TRAIN and epoch is not None:
             # Stateless schedule (linear warm-up then cosine, per epoch) so a resumed
             # run picks up the same learning rate without extra state.
@@ -72,6 +94,8 @@ class KWSBrain(sb.Brain):
             self.train_stats.update({k: v / max(1, self.batches) for k, v in self.stage_logs.items()})
         elif stage == sb.Stage.VALID:
             stats = {"loss": stage_loss, "acc": acc}
+            for cb in self.hparams.callbacks:
+                cb.on_valid_end(self, stats, epoch)
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
                 train_stats=getattr(self, "train_stats", None), valid_stats=stats)

@@ -17,9 +17,8 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from torch.utils.data import DataLoader
 
 from kws_okd.augment import build_augmentation
-from kws_okd.data.dataset import ManifestDataset
 from kws_okd.data.manifest import read_classes
-from kws_okd.data.prepare import prepare_data
+from kws_okd.data.registry import load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
@@ -43,6 +42,18 @@ def model_config(net_cfg) -> dict:
     return cfg
 
 
+def build_callbacks(cfg) -> list:
+    """Trainer callbacks from the ``averaging`` group (unless ``name: none``) and the
+    ``callbacks`` list, each ``{name: ..., **kwargs}`` looked up in
+    :data:`kws_okd.train.callbacks.CALLBACKS`."""
+    from kws_okd.train.callbacks import build_callback
+    specs = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else []
+    averaging = cfg.get("averaging")
+    if averaging is not None and averaging.get("name", "none") != "none":
+        specs = [OmegaConf.to_container(averaging, resolve=True)] + list(specs)
+    return [build_callback(dict(s)) for s in specs]
+
+
 def train(cfg) -> Path:
     """Train the network the recipe names; return the path of its ``model.pt``."""
     exp_dir = Path(cfg.exp_dir)
@@ -53,8 +64,8 @@ def train(cfg) -> Path:
 
     manifest_dir = prepare_data(cfg.data, progress=cfg.progress)
     classes = read_classes(manifest_dir / "classes.txt")
-    train_set = ManifestDataset(manifest_dir / "train.csv", progress=cfg.progress)
-    valid_set = ManifestDataset(manifest_dir / "valid.csv", progress=cfg.progress)
+    train_set = load_dataset(manifest_dir / "train.csv", progress=cfg.progress)
+    valid_set = load_dataset(manifest_dir / "valid.csv", progress=cfg.progress)
     loader = partial(DataLoader, batch_size=int(cfg.batch_size), num_workers=0)
     train_loader = loader(train_set, shuffle=True, generator=gen, drop_last=len(train_set) > cfg.batch_size)
     valid_loader = loader(valid_set, shuffle=False)
@@ -78,10 +89,15 @@ def train(cfg) -> Path:
     if objective.needs_augment:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
 
+    callbacks = build_callbacks(cfg)
     counter = EpochCounter(int(cfg.epochs))
-    checkpointer = Checkpointer(exp_dir / "save", recoverables={"student": student, "counter": counter})
+    recoverables = {"student": student, "counter": counter}
+    for owner in (objective, *callbacks):
+        recoverables.update(getattr(owner, "recoverables", lambda: {})())
+    checkpointer = Checkpointer(exp_dir / "save", recoverables=recoverables)
     hparams = dict(objective=objective, augment=augment, lr=float(cfg.optim.lr),
                    epochs=int(cfg.epochs), warmup_epochs=int(cfg.optim.warmup_epochs),
+                   steps_per_epoch=len(train_loader), callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
     opt = cfg.optim
     brain = KWSBrain(
@@ -94,14 +110,22 @@ def train(cfg) -> Path:
     brain.fit(counter, train_loader, valid_loader)
     train_seconds = time.time() - t0
 
-    # Keep the checkpoint that was best on training-domain validation accuracy.
+    # Keep the checkpoint that was best on training-domain validation accuracy, unless a
+    # callback (weight averaging) provides the final weights itself.
     best = checkpointer.recover_if_possible(max_key="acc")
+    selection = "best validation accuracy (training domains)"
+    for cb in callbacks:
+        final = cb.on_fit_end(brain, train_loader)
+        if final is not None:
+            student.load_state_dict(final["state_dict"])
+            selection = final["selection"]
     student.eval()
+    example = train_set.inputs[:1]
     info = dict(role=cfg.role, method=method, seed=int(cfg.seed), epochs=int(cfg.epochs),
-                selection="best validation accuracy (training domains)",
+                selection=selection, averaging=[type(cb).__name__ for cb in callbacks],
                 valid_acc=float(best.meta["acc"]) if best else None,
                 best_epoch=int(best.meta["epoch"]) if best else None,
-                params=count_params(student), macs=count_macs(student),
+                params=count_params(student), macs=count_macs(student, example=example),
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
     out = exp_dir / "model.pt"
     save_model(out, student, model_cfg, classes, info)

@@ -1,4 +1,7 @@
-"""Data preparation, run once per setting: corpus (if synthetic) -> manifests."""
+"""Built-in data kinds: the embedded TTS corpus and a real GSC folder.
+
+Preparation runs once per setting and is skipped when ``protocol.json`` already
+records the same settings (and the same corpus build)."""
 from __future__ import annotations
 
 import json
@@ -6,23 +9,15 @@ from pathlib import Path
 
 from kws_okd.data import gsc
 from kws_okd.data.corpus import CorpusSpec, build_corpus
+from kws_okd.data.dataset import ManifestDataset
+from kws_okd.data.registry import register_data_kind, register_dataset
 from kws_okd.errors import ConfigError
+from kws_okd.utils.atomic import write_json
+
+register_dataset("audio")(ManifestDataset)
 
 
-def prepare_data(cfg, progress: bool = True) -> Path:
-    """Return the folder holding ``train.csv``, ``valid.csv``, ``test_*.csv``, ``classes.txt``."""
-    kind = cfg.get("kind")
-    if kind == "synth":
-        spec = CorpusSpec.sized(cfg.size, seed=int(cfg.corpus_seed),
-                                families=tuple(cfg.families))
-        root = build_corpus(cfg.corpus_dir, spec, progress=progress)
-    elif kind == "gsc":
-        if not cfg.get("root"):
-            raise ConfigError("data.root: path to a Google Speech Commands folder is required "
-                              "(e.g. data.root=/data/speech_commands_v0.02)")
-        root = Path(cfg.root)
-    else:
-        raise ConfigError(f"data.kind: unknown data kind {kind!r}; use 'synth' or 'gsc'")
+def _prepare_gsc_layout(root, cfg) -> Path:
     out = Path(cfg.manifest_dir)
     want = dict(root=str(Path(root).resolve()), task=str(cfg.task),
                 ood_domains=list(cfg.get("ood_domains") or []),
@@ -37,6 +32,19 @@ def prepare_data(cfg, progress: bool = True) -> Path:
     info = gsc.prepare(root, out, task=want["task"], ood_domains=want["ood_domains"],
                        train_domains=want["train_domains"], seed=int(cfg.get("split_seed", 0)))
     info["corpus_stamp"] = stamp
-    from kws_okd.utils.atomic import write_json
     write_json(marker, info)
     return out
+
+
+@register_data_kind("synth")
+def prepare_synth(cfg, progress=True) -> Path:
+    spec = CorpusSpec.sized(cfg.size, seed=int(cfg.corpus_seed), families=tuple(cfg.families))
+    return _prepare_gsc_layout(build_corpus(cfg.corpus_dir, spec, progress=progress), cfg)
+
+
+@register_data_kind("gsc")
+def prepare_gsc(cfg, progress=True) -> Path:
+    if not cfg.get("root"):
+        raise ConfigError("data.root: path to a Google Speech Commands folder is required "
+                          "(e.g. data.root=/data/speech_commands_v0.02)")
+    return _prepare_gsc_layout(Path(cfg.root), cfg)
