@@ -92,6 +92,11 @@ def main(argv=None):
     c.add_argument("--student", default="bcresnet1")
     c.set_defaults(fn=_run)
 
+    from kws_okd.data.shift import add_shift_command
+    from kws_okd.image_cli import add_image_commands
+    add_shift_command(sub)
+    add_image_commands(sub)
+
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.simplefilter("default")

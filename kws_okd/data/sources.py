@@ -48,3 +48,6 @@ def prepare_gsc(cfg, progress=True) -> Path:
         raise ConfigError("data.root: path to a Google Speech Commands folder is required "
                           "(e.g. data.root=/data/speech_commands_v0.02)")
     return _prepare_gsc_layout(Path(cfg.root), cfg)
+
+
+import kws_okd.data.images  # noqa: F401,E402  (image_folder and digits kinds, the image dataset)

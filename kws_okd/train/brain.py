@@ -30,6 +30,24 @@ class KWSBrain(sb.Brain):
                 p.requires_grad_(False)
         if self.hparams.augment is not None:
             self.hparams.augment.to(self.device)
+            # Gradient-based augmentations (FGSM) need the networks they attack.
+            from kws_okd.augment.image import bind_models
+            bind_models(self.hparams.augment, student=self.modules.student, teacher=self.teacher)
+
+    def _wrap_distributed(self):
+        """DDP for the trainable modules only (the teacher is not a module). SyncBatchNorm
+        needs GPUs, so on CPU (gloo) each rank keeps its own batch-norm statistics."""
+        if not self.distributed_launch:
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                if self.device_type == "cuda":
+                    module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+                    module = DDP(module, device_ids=[self.device])
+                else:
+                    module = DDP(module)
+                self.modules[name] = module
 
     def compute_forward(self, batch, stage):
         wav, y, _ = batch
@@ -88,6 +106,11 @@ class KWSBrain(sb.Brain):
         return h.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN and torch.distributed.is_initialized():
+            # Each rank saw its own shard: sum the counts (validation is not sharded).
+            counts = torch.tensor([self.correct, self.seen], dtype=torch.float64)
+            torch.distributed.all_reduce(counts)
+            self.correct, self.seen = int(counts[0]), int(counts[1])
         acc = self.correct / max(1, self.seen)
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": stage_loss, "acc": acc}

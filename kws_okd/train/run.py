@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import speechbrain as sb
 import torch
 from omegaconf import OmegaConf
-from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 from torch.utils.data import DataLoader
@@ -22,18 +22,19 @@ from kws_okd.data.registry import load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
+from kws_okd.train import averaging as _averaging  # noqa: F401  (wakd/swad/sma/ema callbacks)
 from kws_okd.train.brain import KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
+from kws_okd.train.state import AtomicCheckpointer, RNGState, distributed_launch, init_distributed
 from kws_okd.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def model_config(net_cfg) -> dict:
@@ -50,25 +51,41 @@ def build_callbacks(cfg) -> list:
     specs = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else []
     averaging = cfg.get("averaging")
     if averaging is not None and averaging.get("name", "none") != "none":
-        specs = [OmegaConf.to_container(averaging, resolve=True)] + list(specs)
+        spec = OmegaConf.to_container(averaging, resolve=True)
+        spec.pop("suffix", None)  # names the run folder, not a callback argument
+        specs = [spec] + list(specs)
     return [build_callback(dict(s)) for s in specs]
 
 
 def train(cfg) -> Path:
     """Train the network the recipe names; return the path of its ``model.pt``."""
     exp_dir = Path(cfg.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    gen = seed_everything(int(cfg.seed))
+    device = init_distributed(cfg.get("distributed_backend")) if distributed_launch() else cfg.device
+    if if_main_process():
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    seed_everything(int(cfg.seed))
+    # SpeechBrain's ReproducibleRandomSampler reads its seed from here; with the epoch it
+    # fixes the batch order, which exact resume relies on.
+    os.environ["SB_GLOBAL_SEED"] = str(int(cfg.seed))
     torch.set_num_threads(int(cfg.threads)) if cfg.get("threads") else None
 
-    manifest_dir = prepare_data(cfg.data, progress=cfg.progress)
+    # Data preparation writes files: only the main process does it, the others then
+    # find it cached.
+    run_on_main(prepare_data, args=[cfg.data], kwargs={"progress": cfg.progress})
+    manifest_dir = prepare_data(cfg.data, progress=False)
     classes = read_classes(manifest_dir / "classes.txt")
     train_set = load_dataset(manifest_dir / "train.csv", progress=cfg.progress)
     valid_set = load_dataset(manifest_dir / "valid.csv", progress=cfg.progress)
-    loader = partial(DataLoader, batch_size=int(cfg.batch_size), num_workers=0)
-    train_loader = loader(train_set, shuffle=True, generator=gen, drop_last=len(train_set) > cfg.batch_size)
-    valid_loader = loader(valid_set, shuffle=False)
+    batch = int(cfg.batch_size)
+    # Own generators: a DataLoader without one draws its worker seed from the global RNG
+    # each epoch, which would shift the augmentation draws of a resumed run.
+    train_kwargs = dict(batch_size=batch, shuffle=True, drop_last=len(train_set) > batch, num_workers=0,
+                        generator=torch.Generator().manual_seed(int(cfg.seed)))
+    valid_kwargs = dict(batch_size=batch, num_workers=0, generator=torch.Generator())
+    steps_per_epoch = len(train_set) // batch if train_kwargs["drop_last"] else -(-len(train_set) // batch)
+    if distributed_launch():
+        steps_per_epoch = max(1, steps_per_epoch // int(os.environ.get("WORLD_SIZE", 1)))
 
     net_cfg = cfg.teacher if cfg.role == "teacher" else cfg.student
     model_cfg = model_config(net_cfg)
@@ -81,9 +98,11 @@ def train(cfg) -> Path:
     objective = build_objective(method, **kwargs)
     teacher = None
     if objective.needs_teacher:
-        teacher, blob = load_model(cfg.teacher_ckpt)
+        # TAKD's student learns from the assistant, which stands in for the teacher.
+        teacher_ckpt = cfg.distill.get("assistant_ckpt") or cfg.teacher_ckpt
+        teacher, blob = load_model(teacher_ckpt)
         if blob["classes"] != classes:
-            raise ConfigError(f"{cfg.teacher_ckpt}: teacher classes {blob['classes']} differ from "
+            raise ConfigError(f"{teacher_ckpt}: teacher classes {blob['classes']} differ from "
                               f"the data's {classes}")
     augment = None
     if objective.needs_augment:
@@ -91,24 +110,32 @@ def train(cfg) -> Path:
 
     callbacks = build_callbacks(cfg)
     counter = EpochCounter(int(cfg.epochs))
-    recoverables = {"student": student, "counter": counter}
+    recoverables = {"student": student, "counter": counter, "rng": RNGState()}
     for owner in (objective, *callbacks):
         recoverables.update(getattr(owner, "recoverables", lambda: {})())
-    checkpointer = Checkpointer(exp_dir / "save", recoverables=recoverables)
+    checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables)
     hparams = dict(objective=objective, augment=augment, lr=float(cfg.optim.lr),
                    epochs=int(cfg.epochs), warmup_epochs=int(cfg.optim.warmup_epochs),
-                   steps_per_epoch=len(train_loader), callbacks=callbacks,
+                   steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
     opt = cfg.optim
     brain = KWSBrain(
         modules={"student": student},
         opt_class=lambda params: torch.optim.AdamW(params, lr=float(opt.lr),
                                                    weight_decay=float(opt.weight_decay)),
-        hparams=hparams, run_opts={"device": cfg.device, "noprogressbar": not cfg.progress},
+        hparams=hparams, run_opts={
+            "device": device, "noprogressbar": not cfg.progress,
+            "distributed_backend": "nccl" if device.startswith("cuda") else "gloo",
+            # SpeechBrain takes one of the two; a step interval wins when given.
+            "ckpt_interval_minutes": 0.0 if cfg.get("ckpt_interval_steps") else
+            float(cfg.get("ckpt_interval_minutes") or 0),
+            "ckpt_interval_steps": int(cfg.get("ckpt_interval_steps") or 0)},
         checkpointer=checkpointer, teacher=teacher)
     t0 = time.time()
-    brain.fit(counter, train_loader, valid_loader)
+    brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs,
+              valid_loader_kwargs=valid_kwargs)
     train_seconds = time.time() - t0
+    train_loader = DataLoader(train_set, batch_size=batch, shuffle=False)  # for BN refits
 
     # Keep the checkpoint that was best on training-domain validation accuracy, unless a
     # callback (weight averaging) provides the final weights itself.
@@ -128,6 +155,7 @@ def train(cfg) -> Path:
                 params=count_params(student), macs=count_macs(student, example=example),
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
     out = exp_dir / "model.pt"
-    save_model(out, student, model_cfg, classes, info)
-    write_json(exp_dir / "train_summary.json", info)
+    if if_main_process():
+        save_model(out, student, model_cfg, classes, info)
+        write_json(exp_dir / "train_summary.json", info)
     return out

@@ -1,0 +1,96 @@
+"""Extra training state for exact resume and distributed runs."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from speechbrain.utils.checkpoints import (Checkpoint, Checkpointer, mark_as_loader, mark_as_saver,
+                                           register_checkpoint_hooks)
+from speechbrain.utils.distributed import ddp_init_group, if_main_process
+
+logger = logging.getLogger(__name__)
+
+
+@register_checkpoint_hooks
+class RNGState:
+    """Saves and restores Python, NumPy and torch random states with each checkpoint, so a
+    run resumed from a mid-epoch checkpoint draws the same augmentations and dropout masks
+    as the uninterrupted run."""
+
+    @mark_as_saver
+    def save(self, path):
+        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                   path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=None):
+        # weights_only=False: the states contain tuples/ndarrays we wrote ourselves.
+        state = torch.load(path, weights_only=False)
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def distributed_launch() -> bool:
+    return os.environ.get("RANK") is not None and os.environ.get("LOCAL_RANK") is not None
+
+
+def init_distributed(backend: str | None) -> str:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on GPU); return the device."""
+    if not distributed_launch():
+        return "cuda:0" if backend == "nccl" else "cpu"
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if not torch.distributed.is_initialized():
+        ddp_init_group({"distributed_backend": backend})
+    return f"cuda:{os.environ['LOCAL_RANK']}" if backend == "nccl" else "cpu"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """SpeechBrain's checkpointer, made safe against being killed at any moment.
+
+    SpeechBrain writes a checkpoint folder's metadata first and its parameter files
+    after, in place, so a kill mid-save leaves a folder that looks valid but holds
+    truncated files. Here each checkpoint is written into ``.staging/`` and renamed
+    into place only when complete; and a folder missing any parameter file (a kill
+    in the middle of deleting an old checkpoint) is never offered for recovery.
+    """
+
+    STAGING = ".staging"
+
+    def _new_checkpoint_dirpath(self):
+        return self.checkpoints_dir / self.STAGING / super()._new_checkpoint_dirpath().name
+
+    def _custom_checkpoint_dirpath(self, name):
+        return self.checkpoints_dir / self.STAGING / super()._custom_checkpoint_dirpath(name).name
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        if if_main_process():
+            shutil.rmtree(self.checkpoints_dir / self.STAGING, ignore_errors=True)
+        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
+                                       verbosity=verbosity)
+        if ckpt is None:  # not the main process: it wrote nothing
+            return None
+        dest = self.checkpoints_dir / ckpt.path.name
+        if dest.exists():  # a custom name saved again: replace it
+            shutil.rmtree(dest)
+        os.replace(ckpt.path, dest)
+        return Checkpoint(dest, ckpt.meta, {k: dest / Path(p).name for k, p in ckpt.paramfiles.items()})
+
+    def list_checkpoints(self):
+        complete = []
+        for ckpt in super().list_checkpoints():
+            missing = [n for n in self.recoverables if n not in ckpt.paramfiles and "dataloader" not in n]
+            if missing:
+                logger.warning("skipping incomplete checkpoint %s (missing %s)", ckpt.path, missing)
+                continue
+            complete.append(ckpt)
+        return complete
