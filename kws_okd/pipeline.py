@@ -12,8 +12,19 @@ from kws_okd.train.run import train
 from kws_okd.utils.atomic import write_json, write_text
 
 
-def run_pipeline(overrides=(), methods=("erm", "kd", "okd"), seeds=(0,), student="bcresnet1",
-                 teacher_overrides=(), out=None) -> dict:
+# A method is a distillation objective, optionally with its own recipe overrides:
+# "okd_rnc" is OKD whose x_ood comes from the room / noise / channel policy.
+METHOD_OVERRIDES = {
+    "okd_rnc": ["distill=okd", "augment=room_noise_channel", "run_tag=+rnc"],
+}
+
+
+def method_overrides(method: str) -> list[str]:
+    return METHOD_OVERRIDES.get(method, [f"distill={method}"])
+
+
+def run_pipeline(overrides=(), methods=("erm", "kd", "okd", "okd_rnc"), seeds=(0,), student="bcresnet1",
+                 teacher_overrides=(), out=None, shift_suite: str | None = "compact") -> dict:
     overrides = list(overrides)
     tcfg = load_recipe("teacher", overrides + list(teacher_overrides))
     manifests = prepare_data(tcfg.data, progress=tcfg.progress)
@@ -23,8 +34,8 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd"), seeds=(0,), student
     models = {"teacher": teacher_pt}
     for seed in seeds:
         for m in methods:
-            scfg = load_recipe("student", overrides + [f"distill={m}", f"student={student}",
-                                                       f"seed={seed}"])
+            scfg = load_recipe("student", overrides + method_overrides(m)
+                               + [f"student={student}", f"seed={seed}"])
             pt = Path(scfg.exp_dir) / "model.pt"
             if not pt.exists():
                 train(scfg)
@@ -32,6 +43,15 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd"), seeds=(0,), student
     out = Path(out or Path(tcfg.results_dir) / tcfg.data.name / "report")
     report = evaluate(models, manifests, out, teacher="teacher")
     summary = summarize(report, student, methods, seeds)
+    if shift_suite:
+        # Shifted copies of the ID test set made by generators held out from training
+        # (docs/shift_suite.md); accuracy per condition and severity.
+        from kws_okd.data.shift import build_suite
+        from kws_okd.evaluate.severity import severity_report
+        suite = build_suite(manifests, Path(manifests).parent / f"shift_{shift_suite}", shift_suite, seed=0)
+        shift_report = evaluate(models, suite, out / "shift", teacher="teacher", plots=False)
+        severity_report(shift_report, suite, out / "shift")
+        summary["shift"] = {name: r["ood_acc"] for name, r in shift_report["models"].items()}
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", render_summary(summary, report))
     return report
@@ -63,5 +83,10 @@ def render_summary(summary, report) -> str:
              "| method | ID acc % | OOD acc % | gap ID | gap OOD |", "|---|---|---|---|---|"]
     for m, r in summary["methods"].items():
         lines.append(f"| {m} | {ms(r['id_acc'])} | {ms(r['ood_acc'])} | {ms(r['gap_id'])} | {ms(r['gap_ood'])} |")
+    if "shift" in summary:
+        lines += ["", "Mean accuracy % over the shifted-speech suite (noise, rooms, channels held out "
+                  "from training; [details](shift/severity.md)):", "",
+                  "| model | shifted suite |", "|---|---|"]
+        lines += [f"| {n} | {100 * a:.1f} |" for n, a in summary["shift"].items()]
     lines += ["", "Per-model details: [report.md](report.md)", ""]
     return "\n".join(lines)
