@@ -1,6 +1,8 @@
 """Torch dataset over a manifest: fixed-length waveforms and integer labels."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -33,6 +35,9 @@ class ManifestDataset(Dataset):
                 x = cache[r["wav"]][r["offset"]:r["offset"] + self.num_samples]
             else:
                 x = read_audio(r["wav"], sample_rate)
+                if len(x) > 2 * self.num_samples:
+                    warnings.warn(f"{r['wav']}: {len(x) / sample_rate:.1f} s long, cropped to its "
+                                  f"centre {clip_seconds:g} s", stacklevel=2)
             data[i] = fix_length(x, self.num_samples)
         self.inputs = torch.from_numpy(data)
         self.labels = torch.tensor([r["label"] for r in self.rows], dtype=torch.long)

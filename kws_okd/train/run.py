@@ -25,6 +25,7 @@ from kws_okd.models import build_model, count_macs, count_params
 from kws_okd.train import averaging as _averaging  # noqa: F401  (wakd/swad/sma/ema callbacks)
 from kws_okd.train.brain import KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
+from kws_okd.train.config import validate_config
 from kws_okd.train.state import AtomicCheckpointer, RNGState, distributed_launch, init_distributed
 from kws_okd.utils.atomic import write_json, write_text
 
@@ -59,6 +60,7 @@ def build_callbacks(cfg) -> list:
 
 def train(cfg) -> Path:
     """Train the network the recipe names; return the path of its ``model.pt``."""
+    validate_config(cfg)
     exp_dir = Path(cfg.exp_dir)
     device = init_distributed(cfg.get("distributed_backend")) if distributed_launch() else cfg.device
     if if_main_process():
