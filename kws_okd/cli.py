@@ -94,8 +94,12 @@ def main(argv=None):
 
     from kws_okd.data.shift import add_shift_command
     from kws_okd.image_cli import add_image_commands
+    from kws_okd.export.cli import add_export_command
+    from kws_okd.stream.cli import add_stream_commands
     add_shift_command(sub)
     add_image_commands(sub)
+    add_stream_commands(sub)
+    add_export_command(sub)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

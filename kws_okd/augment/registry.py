@@ -5,16 +5,10 @@
 from __future__ import annotations
 
 from kws_okd.errors import ConfigError
+from kws_okd.utils.registry import Registry
 
-AUGMENTATIONS: dict[str, type] = {}
-
-
-def register_augmentation(name):
-    def deco(cls):
-        AUGMENTATIONS[name] = cls
-        cls.registry_name = name
-        return cls
-    return deco
+AUGMENTATIONS = Registry("augmentation")
+register_augmentation = AUGMENTATIONS.register
 
 
 def build_augmentation(cfg):

@@ -7,23 +7,12 @@ import json
 from pathlib import Path
 
 from kws_okd.errors import ConfigError, DataError
+from kws_okd.utils.registry import Registry
 
-DATA_KINDS: dict = {}
-DATASETS: dict = {}
-
-
-def register_data_kind(name):
-    def deco(fn):
-        DATA_KINDS[name] = fn
-        return fn
-    return deco
-
-
-def register_dataset(modality):
-    def deco(cls):
-        DATASETS[modality] = cls
-        return cls
-    return deco
+DATA_KINDS = Registry("data kind")
+DATASETS = Registry("dataset")
+register_data_kind = DATA_KINDS.register
+register_dataset = DATASETS.register
 
 
 def prepare_data(cfg, progress: bool = True) -> Path:

@@ -12,16 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from kws_okd.errors import ConfigError
+from kws_okd.utils.registry import Registry
 
-OBJECTIVES: dict[str, type["Objective"]] = {}
-
-
-def register_objective(name):
-    def deco(cls):
-        OBJECTIVES[name] = cls
-        cls.name = name
-        return cls
-    return deco
+OBJECTIVES = Registry("objective", name_attr="name")
+register_objective = OBJECTIVES.register
 
 
 def build_objective(name: str, **kwargs) -> "Objective":

@@ -6,16 +6,10 @@ from torch import nn
 
 from kws_okd.audio.features import build_frontend
 from kws_okd.errors import ConfigError
+from kws_okd.utils.registry import Registry
 
-MODELS: dict[str, type[nn.Module]] = {}
-
-
-def register_model(name):
-    def deco(cls):
-        MODELS[name] = cls
-        cls.registry_name = name
-        return cls
-    return deco
+MODELS = Registry("model")
+register_model = MODELS.register
 
 
 class KWSNet(nn.Module):

@@ -15,16 +15,10 @@ Adding one is a decorated class plus a YAML file in ``recipes/kws/callbacks/``.
 from __future__ import annotations
 
 from kws_okd.errors import ConfigError
+from kws_okd.utils.registry import Registry
 
-CALLBACKS: dict[str, type] = {}
-
-
-def register_callback(name):
-    def deco(cls):
-        CALLBACKS[name] = cls
-        cls.registry_name = name
-        return cls
-    return deco
+CALLBACKS = Registry("callback")
+register_callback = CALLBACKS.register
 
 
 class Callback:

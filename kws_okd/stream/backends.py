@@ -1,0 +1,109 @@
+"""What the streaming engine runs: a window model split into frame features and a
+window classifier, in PyTorch or ONNX Runtime, or a stateful model stepped per hop."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from kws_okd.errors import ConfigError
+from kws_okd.stream.features import FrameFeatures, frame_spec
+
+
+class WindowModel(Protocol):
+    """A classifier of fixed-length windows.
+
+    ``incremental`` models expose ``frames(samples)`` (feature frames of raw samples,
+    see :class:`~kws_okd.stream.features.FrameFeatures`), ``edges(window)`` and
+    ``classify(frames)``; the others only ``classify_wave(window)``.
+    """
+    sample_rate: int
+    num_samples: int
+    incremental: bool
+    n_fft: int
+    hop: int
+
+    def classify_wave(self, window: np.ndarray) -> np.ndarray: ...
+
+
+class StatefulModel(Protocol):
+    """A model with internal state that consumes one hop of samples at a time (e.g. a
+    causal network with cached activations). ``step`` returns logits or ``None`` while
+    it is still warming up."""
+    sample_rate: int
+
+    def reset(self) -> None: ...
+
+    def step(self, samples: np.ndarray) -> np.ndarray | None: ...
+
+
+class TorchWindowModel:
+    """A :class:`~kws_okd.models.registry.KWSNet` run window by window; incremental when
+    its front-end is a log-mel/MFCC that :func:`frame_spec` understands."""
+
+    def __init__(self, model, sample_rate: int = 16000, window_s: float = 1.0):
+        self.model = model.eval()
+        self.sample_rate = sample_rate
+        self.num_samples = int(round(sample_rate * window_s))
+        spec = frame_spec(getattr(model, "frontend", None))
+        self.incremental = spec is not None and hasattr(model, "backbone")
+        if self.incremental:
+            self.spec = spec
+            self.n_fft, self.hop = spec.n_fft, spec.hop
+            self.frames = FrameFeatures(spec)
+        else:
+            self.n_fft = self.hop = 0
+
+    @torch.no_grad()
+    def classify(self, feats: np.ndarray) -> np.ndarray:
+        x = self.spec.norm(torch.from_numpy(feats).unsqueeze(0))
+        return self.model.backbone(x)[0].numpy()
+
+    @torch.no_grad()
+    def classify_wave(self, window: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(window).unsqueeze(0))[0].numpy()
+
+
+class OnnxStreamModel:
+    """The streaming export (``kws-okd export``): ``frames.onnx`` (samples -> raw feature
+    frames) and ``classifier.onnx`` (raw frames of one window -> logits), described by
+    ``stream.json``."""
+
+    def __init__(self, folder, threads: int = 1):
+        import onnxruntime as ort
+        folder = Path(folder)
+        meta_path = folder / "stream.json"
+        if not meta_path.exists():
+            raise ConfigError(f"{meta_path}: no streaming export here (run `kws-okd export` first)")
+        meta = json.loads(meta_path.read_text())
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self._frames = ort.InferenceSession(str(folder / meta["frames"]), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._clf = ort.InferenceSession(str(folder / meta["classifier"]), opts,
+                                         providers=["CPUExecutionProvider"])
+        self.classes = meta["classes"]
+        self.sample_rate, self.num_samples = meta["sample_rate"], meta["num_samples"]
+        self.n_fft, self.hop = meta["n_fft"], meta["hop"]
+        self.incremental = True
+        self.pad = self.n_fft // 2
+
+    def frames(self, samples: np.ndarray) -> np.ndarray:  # (B, L) -> (B, F, n)
+        return self._frames.run(None, {"samples": np.ascontiguousarray(samples, dtype=np.float32)})[0]
+
+    def classify(self, feats: np.ndarray) -> np.ndarray:
+        return self._clf.run(None, {"frames": np.ascontiguousarray(feats[None], dtype=np.float32)})[0][0]
+
+    def classify_wave(self, window: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # always incremental
+
+
+def as_window_model(model, sample_rate: int = 16000, window_s: float = 1.0):
+    """Wrap what the engine was given: a KWSNet, an already-wrapped model, or a stateful one."""
+    if hasattr(model, "step") or hasattr(model, "classify_wave"):
+        return model
+    return TorchWindowModel(model, sample_rate, window_s)
