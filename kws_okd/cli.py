@@ -87,7 +87,8 @@ def main(argv=None):
 
     c = sub.add_parser("run", help="the default job: corpus, teacher, ERM/KD/OKD students, report")
     c.add_argument("overrides", nargs="*", help="Hydra overrides applied to every recipe")
-    c.add_argument("--methods", default="erm,kd,okd")
+    c.add_argument("--methods", default="erm,kd,okd",
+                   help="comma-separated; okd_rnc = OKD with the room/noise/channel policy")
     c.add_argument("--seeds", default="0")
     c.add_argument("--student", default="bcresnet1")
     c.set_defaults(fn=_run)

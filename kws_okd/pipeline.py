@@ -23,7 +23,7 @@ def method_overrides(method: str) -> list[str]:
     return METHOD_OVERRIDES.get(method, [f"distill={method}"])
 
 
-def run_pipeline(overrides=(), methods=("erm", "kd", "okd", "okd_rnc"), seeds=(0,), student="bcresnet1",
+def run_pipeline(overrides=(), methods=("erm", "kd", "okd"), seeds=(0,), student="bcresnet1",
                  teacher_overrides=(), out=None, shift_suite: str | None = "compact") -> dict:
     overrides = list(overrides)
     tcfg = load_recipe("teacher", overrides + list(teacher_overrides))
