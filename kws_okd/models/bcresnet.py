@@ -10,31 +10,29 @@ from kws_okd.models.registry import register_model
 
 
 class SubSpectralNorm(nn.Module):
-    """Batch norm computed separately on ``groups`` frequency sub-bands (plain batch
-    norm when the frequency axis does not split evenly)."""
+    """Batch norm computed separately on ``groups`` frequency sub-bands. The frequency size
+    is known when the network is built; when it does not split evenly, plain batch norm
+    (one group). Only one norm is ever built, so DDP finds no unused parameters."""
 
-    def __init__(self, channels, groups=5):
+    def __init__(self, channels, freq, groups=5):
         super().__init__()
-        self.groups = groups
-        self.sub = nn.BatchNorm2d(channels * groups)
-        self.whole = nn.BatchNorm2d(channels)
+        self.groups = groups if freq % groups == 0 else 1
+        self.bn = nn.BatchNorm2d(channels * self.groups)
 
     def forward(self, x):
         b, c, f, t = x.shape
-        if f % self.groups:
-            return self.whole(x)
-        return self.sub(x.reshape(b, c * self.groups, f // self.groups, t)).reshape(b, c, f, t)
+        return self.bn(x.reshape(b, c * self.groups, f // self.groups, t)).reshape(b, c, f, t)
 
 
 class BroadcastedBlock(nn.Module):
-    def __init__(self, c_in, c_out, stride=1, dilation=1, dropout=0.1, ssn_groups=5):
+    def __init__(self, c_in, c_out, freq, stride=1, dilation=1, dropout=0.1, ssn_groups=5):
         super().__init__()
         self.transition = c_in != c_out
         self.pre = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
                                   nn.ReLU()) if self.transition else nn.Identity())
         self.freq_dw = nn.Conv2d(c_out, c_out, (3, 1), stride=(stride, 1), padding=(1, 0),
                                  groups=c_out, bias=False)
-        self.ssn = SubSpectralNorm(c_out, ssn_groups)
+        self.ssn = SubSpectralNorm(c_out, (freq - 1) // stride + 1, ssn_groups)
         self.temporal = nn.Sequential(
             nn.Conv2d(c_out, c_out, (1, 3), padding=(0, dilation), dilation=(1, dilation),
                       groups=c_out, bias=False),
@@ -60,14 +58,18 @@ class BCResNet(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(1, c[0], 5, stride=(2, 1), padding=2, bias=False),
                                   nn.BatchNorm2d(c[0]), nn.ReLU())
         layers, c_in = [], c[0]
+        freq = (n_features - 1) // 2 + 1  # after the stride-2 stem
         for c_out, n, stride, dil in ((c[1], 2, 1, 1), (c[2], 2, 2, 2), (c[3], 4, 2, 4),
                                       (c[4], 4, 1, 8)):
             for i in range(n):
-                layers.append(BroadcastedBlock(c_in, c_out, stride if i == 0 else 1, dil, dropout))
+                s = stride if i == 0 else 1
+                layers.append(BroadcastedBlock(c_in, c_out, freq, s, dil, dropout))
+                freq = (freq - 1) // s + 1
                 c_in = c_out
         self.blocks = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.Conv2d(c_in, c_in, 5, padding=(0, 2), groups=c_in, bias=False),
+            # Depthwise over the remaining frequency bins (5 with 40 mels), then pooled.
+            nn.Conv2d(c_in, c_in, (min(5, freq), 5), padding=(0, 2), groups=c_in, bias=False),
             nn.Conv2d(c_in, c[5], 1, bias=False), nn.BatchNorm2d(c[5]), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(c[5], num_classes, 1))
 

@@ -36,7 +36,9 @@ class KWSBrain(sb.Brain):
 
     def _wrap_distributed(self):
         """DDP for the trainable modules only (the teacher is not a module). SyncBatchNorm
-        needs GPUs, so on CPU (gloo) each rank keeps its own batch-norm statistics."""
+        needs GPUs, so on CPU (gloo) each rank keeps its own batch-norm statistics.
+        Buffers are not re-broadcast at each forward: OKD runs the student twice before
+        one backward, and a broadcast in between would overwrite tensors autograd saved."""
         if not self.distributed_launch:
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -44,9 +46,9 @@ class KWSBrain(sb.Brain):
             if any(p.requires_grad for p in module.parameters()):
                 if self.device_type == "cuda":
                     module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-                    module = DDP(module, device_ids=[self.device])
+                    module = DDP(module, device_ids=[self.device], broadcast_buffers=False)
                 else:
-                    module = DDP(module)
+                    module = DDP(module, broadcast_buffers=False)
                 self.modules[name] = module
 
     def compute_forward(self, batch, stage):

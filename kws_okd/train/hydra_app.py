@@ -23,9 +23,11 @@ def app(cfg: DictConfig) -> float | None:
     except KWSError as e:
         print(f"kws-okd: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    summary = path.parent / "train_summary.json"  # written by the main process only
+    if not summary.exists():
+        return None
     import json
-    summary = json.loads((path.parent / "train_summary.json").read_text())
-    return summary.get("valid_acc")
+    return json.loads(summary.read_text()).get("valid_acc")
 
 
 if __name__ == "__main__":
