@@ -35,6 +35,11 @@ def load_model(path, map_location="cpu"):
         raise ConfigError(f"{path}: not a kws-okd model file (missing format tag)")
     cfg = dict(blob["model"])
     model = build_model(cfg.pop("name"), num_classes=len(blob["classes"]), **cfg)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        first = str(e).split("\n")[0]
+        raise ConfigError(f"{path}: weights do not fit the {blob['model'].get('name')!r} architecture "
+                          f"of this kws-okd version ({first}); retrain or use the version that wrote it") from None
     model.eval()
     return model, blob
