@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from speechbrain.utils.checkpoints import (Checkpoint, Checkpointer, mark_as_loader, mark_as_saver,
                                            register_checkpoint_hooks)
-from speechbrain.utils.distributed import ddp_init_group, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,17 @@ class AtomicCheckpointer(Checkpointer):
             shutil.rmtree(self.checkpoints_dir / self.STAGING, ignore_errors=True)
         ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
                                        verbosity=verbosity)
-        if ckpt is None:  # not the main process: it wrote nothing
-            return None
-        dest = self.checkpoints_dir / ckpt.path.name
-        if dest.exists():  # a custom name saved again: replace it
-            shutil.rmtree(dest)
-        os.replace(ckpt.path, dest)
-        return Checkpoint(dest, ckpt.meta, {k: dest / Path(p).name for k, p in ckpt.paramfiles.items()})
+        result = None
+        if ckpt is not None:  # the main process, which wrote it
+            dest = self.checkpoints_dir / ckpt.path.name
+            if dest.exists():  # a custom name saved again: replace it
+                shutil.rmtree(dest)
+            os.replace(ckpt.path, dest)
+            result = Checkpoint(dest, ckpt.meta, {k: dest / Path(p).name for k, p in ckpt.paramfiles.items()})
+        # Every rank must see the renamed folder before any of them lists checkpoints
+        # (deleting old ones is a collective step: the lists must agree).
+        ddp_barrier()
+        return result
 
     def list_checkpoints(self):
         complete = []
