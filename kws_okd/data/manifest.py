@@ -1,36 +1,22 @@
 """SpeechBrain-style CSV manifests: one row per clip, read by everything downstream."""
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from kws_okd.errors import DataError
-from kws_okd.utils.atomic import write_text
+from kws_okd.utils.csvfile import read_csv, write_csv
 
 COLUMNS = ("ID", "wav", "duration", "spk_id", "domain", "word", "label", "offset")
 REQUIRED = ("ID", "wav", "word", "label")
 
 
 def write_manifest(path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: r.get(c, "") for c in COLUMNS})
-    write_text(path, buf.getvalue())
+    write_csv(path, rows, COLUMNS)
 
 
 def read_manifest(path) -> list[dict]:
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: manifest does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: manifest lacks column(s) {missing}; has {reader.fieldnames}")
-        rows = list(reader)
+    rows = read_csv(path, REQUIRED, "manifest")
     if not rows:
         raise DataError(f"{path}: manifest has no rows")
     root = path.parent

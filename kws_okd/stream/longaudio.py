@@ -10,8 +10,6 @@ fixed false-alarm rate and the detection latency.
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from kws_okd.data.manifest import read_manifest
 from kws_okd.errors import DataError
 from kws_okd.stream.engine import Detection, StreamConfig, StreamEngine, default_keywords, detect_trace
 from kws_okd.utils.atomic import atomic_path, write_json, write_text
+from kws_okd.utils.csvfile import read_csv, write_csv
 
 LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source")
 
@@ -116,28 +115,18 @@ def compose_long_audio(manifest, out_wav, minutes: float = 10.0, keywords=None, 
 
 
 def write_labels(path, labels) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LABEL_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(labels)
-    write_text(path, buf.getvalue())
+    write_csv(path, labels, LABEL_COLUMNS)
 
 
 def read_labels(path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: label file does not exist (make it with `kws-okd make-long-audio`)")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("start_s", "end_s", "word") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: label file lacks column(s) {missing}")
-        out = []
-        for i, r in enumerate(reader, start=2):
-            try:
-                out.append(dict(r, start_s=float(r["start_s"]), end_s=float(r["end_s"])))
-            except ValueError:
-                raise DataError(f"{path}, line {i}: start_s/end_s must be numbers") from None
+    rows = read_csv(path, ("start_s", "end_s", "word"), "label file",
+                    " (make it with `kws-okd make-long-audio`)")
+    out = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            out.append(dict(r, start_s=float(r["start_s"]), end_s=float(r["end_s"])))
+        except ValueError:
+            raise DataError(f"{path}, line {i}: start_s/end_s must be numbers") from None
     return out
 
 
