@@ -38,10 +38,8 @@ def _train(recipe):
 
 def _eval(a):
     from kws_okd.evaluate.report import evaluate
-    models = {}
-    for spec in a.model:
-        name, _, path = spec.rpartition("=")
-        models[name or path] = path
+    from kws_okd.train.checkpoint import named_model_paths
+    models = named_model_paths(a.model)
     rep = evaluate(models, a.data, a.out, teacher=a.teacher)
     print(Path(a.out, "report.md").read_text())
     return rep

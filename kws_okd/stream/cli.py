@@ -85,10 +85,8 @@ def _eval_stream(a):
     from pathlib import Path
 
     from kws_okd.stream.longaudio import evaluate_stream
-    models = {}
-    for spec in a.model:
-        name, _, path = spec.rpartition("=")
-        models[name or path] = path
+    from kws_okd.train.checkpoint import named_model_paths
+    models = named_model_paths(a.model)
     rep = evaluate_stream(models, a.wav, a.labels, a.out,
                           _config(a, a.keywords.split(",") if a.keywords else None), fa_per_hour=a.fa_per_hour,
                           runtime=a.runtime)

@@ -43,3 +43,13 @@ def load_model(path, map_location="cpu"):
                           f"of this kws-okd version ({first}); retrain or use the version that wrote it") from None
     model.eval()
     return model, blob
+
+
+def named_model_paths(specs) -> dict[str, str]:
+    """``["name=path/model.pt", "other.pt"]`` -> ``{"name": "path/model.pt", "other.pt": "other.pt"}``
+    (the form ``--model`` takes on the command line)."""
+    models = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        models[name or path] = path
+    return models
