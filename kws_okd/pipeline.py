@@ -7,20 +7,18 @@ import numpy as np
 
 from kws_okd.data.registry import prepare_data
 from kws_okd.evaluate.report import evaluate
-from kws_okd.train.config import load_recipe
+from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import train
 from kws_okd.utils.atomic import write_json, write_text
 
 
-# A method is a distillation objective, optionally with its own recipe overrides:
-# "okd_rnc" is OKD whose x_ood comes from the room / noise / channel policy.
-METHOD_OVERRIDES = {
-    "okd_rnc": ["distill=okd", "augment=room_noise_channel", "run_tag=+rnc"],
-}
-
-
 def method_overrides(method: str) -> list[str]:
-    return METHOD_OVERRIDES.get(method, [f"distill={method}"])
+    """A method with a file in recipes/kws/method (e.g. ``okd_rnc``: OKD whose x_ood comes
+    from the room / noise / channel policy) brings its own groups; any other name is a
+    distillation objective (``distill=<name>``)."""
+    if (RECIPES / "kws" / "method" / f"{method}.yaml").exists():
+        return [f"+method={method}"]
+    return [f"distill={method}"]
 
 
 def run_pipeline(overrides=(), methods=("erm", "kd", "okd"), seeds=(0,), student="bcresnet1",

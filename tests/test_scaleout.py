@@ -93,3 +93,24 @@ def test_ddp_two_processes_match_single_process(tiny_corpus, tmp_path):
         # Same global batch (2 x 8 vs 16) and the same sample order: equal up to the
         # float summation order of the gradient all-reduce.
         assert torch.allclose(r0[k], one[k], atol=1e-4, rtol=1e-4), k
+
+
+def test_training_seconds_carry_across_a_resume(tmp_path):
+    from kws_okd.train.state import AtomicCheckpointer, TrainClock
+    net = torch.nn.Linear(2, 2)
+    first = TrainClock()
+    first.resume_from(100.0)                    # 100 s trained before this checkpoint
+    AtomicCheckpointer(tmp_path, recoverables={"net": net}, clock=first).save_checkpoint()
+    clock = TrainClock()
+    clock.start()
+    assert clock.elapsed() < 1.0
+    ckpt = AtomicCheckpointer(tmp_path, recoverables={"net": net}, clock=clock).recover_if_possible()
+    assert ckpt.meta["train_seconds"] == pytest.approx(100.0, abs=1.0)
+    assert 100.0 <= clock.elapsed() < 101.0     # the resumed run counts on from there
+    # A checkpoint written before the clock existed leaves the count alone.
+    legacy = tmp_path / "legacy"
+    AtomicCheckpointer(legacy, recoverables={"net": net}).save_checkpoint()
+    fresh = TrainClock()
+    fresh.start()
+    AtomicCheckpointer(legacy, recoverables={"net": net}, clock=fresh).recover_if_possible()
+    assert fresh.elapsed() < 1.0

@@ -1,152 +1,162 @@
 """Compare distillation methods on the default corpus: train, collect, tabulate.
 
-    python tools/compare_methods.py --epochs 20 --seeds 0,1,2            # full comparison
+    python tools/compare_methods.py --epochs 20 --seeds 0,1,2 --jobs 2   # full comparison
     python tools/compare_methods.py --epochs 5 --seeds 0 --methods kd,okd  # quick look
     python tools/compare_methods.py --collect-only                       # table of finished runs
 
-Every run trains a BC-ResNet-1 student from the teacher at
-``results/<data>/teacher-resnet/seed0/model.pt`` into
-``<out>/e<epochs>/<method>/seed<N>/``; finished runs (``model.pt`` present) are reused,
-unfinished ones resume from their checkpoint, and the collector skips runs without a
-``model.pt``. The table gives mean ± std over seeds of ID and OOD accuracy
-(kws_okd.evaluate.report.evaluate), each run's selection rule, and training wall-clock
-relative to KD. Same thing as a Hydra sweep, per method:
-``python -m kws_okd.train.hydra_app -m seed=0,1,2 distill=kd,okd,wakd,hard,hard_okd``
-(plus ``distill=okd averaging=wakd exp_dir=...`` for OKD + weight averaging).
+Each run is the ``compare`` recipe (recipes/kws/compare.yaml) with ``method=<m>
+seed=<s>``, so the same 21 runs can come from one Hydra multirun instead:
+``python -m kws_okd.train.hydra_app -m --config-name compare``; this tool then only
+collects. Runs land in ``results/compare/<data>/e<epochs>/<method>/seed<N>/``;
+finished ones (``model.pt``) are reused, unfinished ones resume from their checkpoint,
+and a run another process is training (its ``.lock``) is left alone
+(kws_okd.train.sweep). ``--jobs N``
+trains N runs at a time, one thread each, seed by seed, dearest method first.
+
+Collecting evaluates every finished run once (cached next to its ``model.pt``) on the
+ID / OOD test sets and on the compact shifted suite, and writes ``compare.md``,
+``compare.json`` and ``compare.png``: mean ± std over seeds, the difference from KD
+with Welch's p and whether it exceeds the seed spread, and training cost relative to KD.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kws_okd.augment import learnable  # noqa: E402,F401  (HARD's augmenters)
-from kws_okd.distill import hard  # noqa: E402,F401
-from kws_okd.train import averaging  # noqa: E402,F401
+from kws_okd.evaluate.compare import MethodRuns, compare_table, plot_comparison, render_markdown  # noqa: E402
+from kws_okd.train.config import RECIPES  # noqa: E402
 from kws_okd.utils.atomic import write_json, write_text  # noqa: E402
 
-# method -> recipe overrides
-METHODS = {
-    "erm": ["distill=erm"],
-    "kd": ["distill=kd"],
-    "okd": ["distill=okd"],
-    "wakd": ["distill=wakd", "averaging=wakd"],
-    "okd+wa": ["distill=okd", "averaging=wakd"],
-    "hard": ["distill=hard"],
-    "hard+okd": ["distill=hard_okd"],
-}
+LABELS = {"erm": "ERM", "kd": "KD", "okd": "OKD", "wakd": "WAKD", "okd_wa": "OKD + WAKD averaging",
+          "hard": "HARD", "hard_okd": "HARD + OKD", "okd_rnc": "OKD (room/noise/channel)"}
+# Rough cost relative to KD, only to start the dearest runs first.
+COST_HINT = {"hard": 3.1, "hard_okd": 2.6, "okd": 1.8, "okd_wa": 1.8, "okd_rnc": 2.0}
 
 
-def run_dir(out: Path, epochs: int, method: str, seed: int) -> Path:
-    return out / f"e{epochs}" / method / f"seed{seed}"
+def known_methods() -> list[str]:
+    return sorted(p.stem for p in (RECIPES / "kws" / "method").glob("*.yaml"))
 
 
-def train_all(methods, seeds, epochs, out, student, extra):
+def default_methods() -> list[str]:
+    """The methods of the compare recipe's Hydra sweep, in its order."""
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.load(RECIPES / "kws" / "compare.yaml")
+    return [m.strip() for m in str(cfg.hydra.sweeper.params.method).split(",")]
+
+
+def recipe(method, seed, epochs, extra):
     from kws_okd.train.config import load_recipe
-    from kws_okd.train.run import train
-    for seed in seeds:
-        for m in methods:
-            d = run_dir(out, epochs, m, seed)
-            if (d / "model.pt").exists():
-                continue
-            cfg = load_recipe("student", METHODS[m] + [f"student={student}", f"seed={seed}",
-                                                       f"epochs={epochs}", f"exp_dir={d}", *extra])
-            t0 = time.time()
-            train(cfg)
-            print(f"[compare] {m} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    return load_recipe("compare", [f"method={method}", f"seed={seed}", f"epochs={epochs}", *extra])
 
 
-def collect(methods, seeds, epochs, out, manifests, teacher_pt):
+def train_all(methods, seeds, epochs, extra, jobs: int = 1) -> None:
+    """Seed by seed (complete seeds come first), dearest method first within a seed."""
+    from kws_okd.train.sweep import train_runs
+    order = [(m, s) for s in seeds for m in sorted(methods, key=lambda m: -COST_HINT.get(m, 1.0))]
+    train_runs("compare", [[f"method={m}", f"seed={s}", f"epochs={epochs}", *extra] for m, s in order],
+               jobs=jobs)
+
+
+def evaluate_cached(name: str, model_pt: Path, data, out_dir: Path) -> dict:
+    """``evaluate()`` of one model, reused while its report is newer than the model file."""
     from kws_okd.evaluate.report import evaluate
-    models, runs = {"teacher": teacher_pt}, {}
+    report = out_dir / "report.json"
+    if report.exists() and report.stat().st_mtime >= model_pt.stat().st_mtime:
+        cached = json.loads(report.read_text())
+        if cached.get("data") == str(data):
+            return cached
+    return evaluate({name: model_pt}, data, out_dir, plots=False)
+
+
+def collect(methods, seeds, epochs, extra, suite: str | None = "compact"):
+    from kws_okd.data.registry import prepare_data
+    from kws_okd.evaluate.severity import severity_table
+    base = recipe(methods[0], seeds[0], epochs, extra)
+    manifests = prepare_data(base.data, progress=False)
+    suite_dir = None
+    if suite:
+        from kws_okd.data.shift import build_suite
+        suite_dir = build_suite(manifests, Path(manifests).parent / f"shift_{suite}", suite, seed=0)
+
+    def scores(name, pt: Path, out: Path) -> dict:
+        r = evaluate_cached(name, pt, manifests, out / "eval")["models"][name]
+        s = dict(id_acc=r["id_acc"], ood_acc=r["ood_acc"])
+        if suite_dir is not None:
+            rep = evaluate_cached(name, pt, suite_dir, out / f"eval_shift_{suite}")
+            s["suite_acc"] = severity_table(rep, suite_dir)["models"][name]["mean_ood"]
+        return s
+
+    teacher_pt = Path(base.teacher_ckpt)
+    teacher = scores("teacher", teacher_pt, teacher_pt.parent)
+    runs = {}
     for m in methods:
         for s in seeds:
-            d = run_dir(out, epochs, m, s)
-            if (d / "model.pt").exists() and (d / "train_summary.json").exists():
-                models[f"{m}/seed{s}"] = d / "model.pt"
-                runs.setdefault(m, []).append((s, json.loads((d / "train_summary.json").read_text())))
-            else:
+            d = Path(recipe(m, s, epochs, extra).exp_dir)
+            if not ((d / "model.pt").exists() and (d / "train_summary.json").exists()):
                 print(f"[compare] skipping unfinished run {d}", file=sys.stderr)
-    report = evaluate(models, manifests, out / f"e{epochs}" / "report", teacher="teacher", plots=False)
-    return report, runs
+                continue
+            summary = json.loads((d / "train_summary.json").read_text())
+            sc = scores(f"{m}/seed{s}", d / "model.pt", d)
+            r = runs.setdefault(m, MethodRuns(m, [], {}))
+            r.seeds.append(s)
+            for k, v in sc.items():
+                r.scores.setdefault(k, []).append(v)
+            r.train_seconds.append(float(summary["train_seconds"]))
+            r.selection.append(summary["selection"])
+    out = Path(base.exp_dir).parents[1]  # results/compare/<data>/e<epochs>
+    return runs, teacher, out
 
 
-def ms(vals, scale=100.0):
-    if not vals:
-        return "–"
-    return f"{scale * np.mean(vals):.1f} ± {scale * np.std(vals):.1f}"
-
-
-def render(report, runs, epochs, seeds) -> tuple[str, dict]:
-    t = report["models"]["teacher"]
-    kd_secs = [r["train_seconds"] for _, r in runs.get("kd", [])]
-    rows, lines = {}, [
-        f"# Method comparison ({epochs} epochs, seeds {list(seeds)})", "",
-        "BC-ResNet-1 students on the default synthetic corpus; mean ± std over the finished seeds. "
-        "Model selection uses training-domain validation only: the best-validation-accuracy "
-        "checkpoint, or for weight averaging the averaged weights (BN re-estimated on training data). "
-        "OOD sets (held-out synthesiser families) were never used for training or selection. "
-        "Cost = mean training wall-clock relative to KD on the same machine (shared CPU: rough).", "",
-        f"Teacher: ID {100 * t['id_acc']:.1f} %, OOD {100 * t['ood_acc']:.1f} %", "",
-        "| method | seeds | ID acc % | OOD acc % | valid acc % | train s | cost vs KD | selection |",
-        "|---|---|---|---|---|---|---|---|"]
-    for m, rs in runs.items():
-        names = [f"{m}/seed{s}" for s, _ in rs]
-        ids = [report["models"][n]["id_acc"] for n in names]
-        oods = [report["models"][n]["ood_acc"] for n in names]
-        vals = [r["valid_acc"] for _, r in rs if r.get("valid_acc") is not None]
-        secs = [r["train_seconds"] for _, r in rs]
-        cost = np.mean(secs) / np.mean(kd_secs) if kd_secs else None
-        sel = rs[0][1]["selection"].split(" over steps")[0].split(" (")[0]
-        rows[m] = dict(seeds=[s for s, _ in rs], id_acc=ids, ood_acc=oods, valid_acc=vals,
-                       train_seconds=secs, cost_vs_kd=cost, selection=[r["selection"] for _, r in rs])
-        lines.append(f"| {m} | {len(rs)} | {ms(ids)} | {ms(oods)} | {ms(vals)} | {np.mean(secs):.0f} | "
-                     f"{'–' if cost is None else f'{cost:.2f}×'} | {sel} |")
-    lines += ["", "Per-run selection rules:", ""]
-    for m, r in rows.items():
-        lines.append(f"- {m}: {r['selection'][0]}")
-    return "\n".join(lines) + "\n", rows
+def preamble(teacher, epochs, seeds, runs, suite) -> str:
+    t = ", ".join(f"{k.replace('_acc', '')} {100 * v:.1f} %" for k, v in teacher.items() if v is not None)
+    sel = "; ".join(f"{LABELS.get(m, m)}: {r.selection[0]}" for m, r in runs.items())
+    return (f"BC-ResNet-1 students on the default synthetic corpus, {epochs} epochs, seeds {list(seeds)} "
+            f"(each row says how many finished). ID = unseen speakers of the training synthesiser "
+            f"families; OOD families = held-out synthesisers (espeak Klatt, flite); shifted suite = "
+            f"mean over the {suite} suite's noise / room / channel conditions, made by generators "
+            f"held out from training (docs/shift_suite.md). Selection uses training-domain validation "
+            f"only; the OOD sets were never used for training, selection or tuning. Cost = mean "
+            f"training wall-clock relative to KD on the same machine.\n\nTeacher: {t}.\n\n"
+            f"Selection per method: {sel}.")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(default_methods()),
+                    help=f"comma list from recipes/kws/method: {','.join(known_methods())}")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--student", default="bcresnet1")
-    ap.add_argument("--data", default="synth", help="data group (the teacher must exist)")
-    ap.add_argument("--out", default="results/compare")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
+    ap.add_argument("--suite", default="compact", help="shifted suite to score (compact|full|none)")
     ap.add_argument("--collect-only", action="store_true")
-    ap.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. threads=1")
+    ap.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. data.size=tiny")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in known_methods()]
     if unknown:
-        ap.error(f"unknown methods {unknown}; known: {list(METHODS)}")
+        ap.error(f"unknown methods {unknown}; known: {known_methods()}")
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
-    from kws_okd.data.registry import prepare_data
-    from kws_okd.train.config import load_recipe
-    base = load_recipe("student", [f"data={args.data}", "progress=false", *args.overrides])
-    out = Path(args.out) / base.data.name
-    teacher_pt = Path(base.teacher_ckpt)
+    extra = ["progress=false", *args.overrides]
+    teacher_pt = Path(recipe(methods[0], seeds[0], args.epochs, extra).teacher_ckpt)
     if not teacher_pt.exists():
-        print(f"kws-okd: error: {teacher_pt}: teacher missing (kws-okd train-teacher data={args.data})",
-              file=sys.stderr)
+        print(f"kws-okd: error: {teacher_pt}: teacher missing (kws-okd train-teacher)", file=sys.stderr)
         return 2
-    extra = [f"data={args.data}", "progress=false", *args.overrides]
     if not args.collect_only:
-        train_all(methods, seeds, args.epochs, out, args.student, extra)
-    manifests = prepare_data(base.data, progress=False)
-    report, runs = collect(methods, seeds, args.epochs, out, manifests, teacher_pt)
-    text, rows = render(report, runs, args.epochs, seeds)
-    write_text(out / f"e{args.epochs}" / "compare.md", text)
-    write_json(out / f"e{args.epochs}" / "compare.json", dict(epochs=args.epochs, seeds=seeds, methods=rows))
+        train_all(methods, seeds, args.epochs, extra, jobs=args.jobs)
+    suite = None if args.suite == "none" else args.suite
+    runs, teacher, out = collect(methods, seeds, args.epochs, extra, suite)
+    table = compare_table(runs, reference="kd")
+    table.update(epochs=args.epochs, seeds=seeds, teacher=teacher)
+    text = render_markdown(table, f"Method comparison ({args.epochs} epochs)",
+                           preamble(teacher, args.epochs, seeds, runs, suite), LABELS)
+    text += "\n![accuracy per method](compare.png)\n"
+    write_json(out / "compare.json", table)
+    plot_comparison(table, out / "compare.png", LABELS)
+    write_text(out / "compare.md", text)
     print(text)
     return 0
 

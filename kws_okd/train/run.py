@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from kws_okd.train import averaging as _averaging  # noqa: F401  (wakd/swad/sma/
 from kws_okd.train.brain import KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
 from kws_okd.train.config import validate_config
-from kws_okd.train.state import AtomicCheckpointer, RNGState, distributed_launch, init_distributed
+from kws_okd.train.state import AtomicCheckpointer, RNGState, TrainClock, distributed_launch, init_distributed
 from kws_okd.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,8 @@ def train(cfg) -> Path:
     recoverables = {"student": student, "counter": counter, "rng": RNGState()}
     for owner in (objective, *callbacks):
         recoverables.update(getattr(owner, "recoverables", lambda: {})())
-    checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables)
+    clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
+    checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
     hparams = dict(objective=objective, augment=augment, lr=float(cfg.optim.lr),
                    epochs=int(cfg.epochs), warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
@@ -133,10 +133,10 @@ def train(cfg) -> Path:
             float(cfg.get("ckpt_interval_minutes") or 0),
             "ckpt_interval_steps": int(cfg.get("ckpt_interval_steps") or 0)},
         checkpointer=checkpointer, teacher=teacher)
-    t0 = time.time()
+    clock.start()
     brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs,
               valid_loader_kwargs=valid_kwargs)
-    train_seconds = time.time() - t0
+    train_seconds = clock.elapsed()  # before the recovery below moves the clock back
     train_loader = DataLoader(train_set, batch_size=batch, shuffle=False)  # for BN refits
 
     # Keep the checkpoint that was best on training-domain validation accuracy, unless a

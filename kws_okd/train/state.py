@@ -5,6 +5,7 @@ import logging
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,25 @@ def init_distributed(backend: str | None) -> str:
     return f"cuda:{os.environ['LOCAL_RANK']}" if backend == "nccl" else "cpu"
 
 
+class TrainClock:
+    """Training wall-clock that survives resume: the seconds spent up to a checkpoint are
+    stored in its metadata and a resumed run continues counting from them. Time between
+    the last checkpoint and a kill is not counted; redoing that work is."""
+
+    def __init__(self):
+        self.base = 0.0
+        self.t0 = None
+
+    def start(self) -> None:
+        self.t0 = time.time()
+
+    def elapsed(self) -> float:
+        return self.base + (0.0 if self.t0 is None else time.time() - self.t0)
+
+    def resume_from(self, seconds: float) -> None:
+        self.base, self.t0 = float(seconds), time.time()
+
+
 class AtomicCheckpointer(Checkpointer):
     """SpeechBrain's checkpointer, made safe against being killed at any moment.
 
@@ -66,6 +86,16 @@ class AtomicCheckpointer(Checkpointer):
 
     STAGING = ".staging"
 
+    def __init__(self, *args, clock: TrainClock | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def recover_if_possible(self, *args, **kwargs):
+        ckpt = super().recover_if_possible(*args, **kwargs)
+        if ckpt is not None and self.clock is not None and "train_seconds" in ckpt.meta:
+            self.clock.resume_from(ckpt.meta["train_seconds"])
+        return ckpt
+
     def _new_checkpoint_dirpath(self):
         return self.checkpoints_dir / self.STAGING / super()._new_checkpoint_dirpath().name
 
@@ -75,6 +105,8 @@ class AtomicCheckpointer(Checkpointer):
     def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
         if if_main_process():
             shutil.rmtree(self.checkpoints_dir / self.STAGING, ignore_errors=True)
+        if self.clock is not None:
+            meta = {**meta, "train_seconds": self.clock.elapsed()}
         ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name,
                                        verbosity=verbosity)
         result = None

@@ -1,0 +1,84 @@
+"""Train many recipe runs, several at a time, safely next to other processes.
+
+Each run is one composed recipe (name + overrides) with its own ``exp_dir``. Finished
+runs (``model.pt``) are skipped, unfinished ones resume from their checkpoints, and a
+``.lock`` file holding the trainer's pid keeps two processes from training the same run
+(a lock whose process is gone is taken over). Used by ``tools/compare_methods.py``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def take_lock(run_dir: Path) -> bool:
+    """Create ``run_dir/.lock`` holding our pid; False while a live process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and pid_alive(holder):
+                return False
+            lock.unlink(missing_ok=True)  # left by a killed run, which will resume
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def train_run(recipe: str, overrides: list[str]) -> tuple[list[str], float | None, str]:
+    """Train one run unless it is finished or taken. Returns the overrides, the training
+    seconds (None when skipped) and the run folder."""
+    from kws_okd.train.config import load_recipe
+    from kws_okd.train.run import train
+    cfg = load_recipe(recipe, overrides)
+    d = Path(cfg.exp_dir)
+    if (d / "model.pt").exists():
+        return overrides, None, str(d)
+    if not take_lock(d):
+        print(f"[sweep] {d}: another process is training it; skipped", flush=True)
+        return overrides, None, str(d)
+    try:
+        t0 = time.time()
+        train(cfg)
+        return overrides, time.time() - t0, str(d)
+    finally:
+        (d / ".lock").unlink(missing_ok=True)
+
+
+def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print) -> None:
+    """Train ``runs`` (override lists) in order, ``jobs`` at a time. With several jobs each
+    run gets its own process (fresh global state) and one thread: on a small CPU two
+    single-threaded runs get more done than one run with two threads."""
+    def report(overrides, secs, d):
+        if secs is not None:
+            log(f"[sweep] {d}: trained in {secs:.0f} s")
+    if jobs <= 1:
+        for r in runs:
+            report(*train_run(recipe, r))
+        return
+    runs = [r if any(o.startswith("threads=") for o in r) else [*r, "threads=1"] for r in runs]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        for f in as_completed([pool.submit(train_run, recipe, r) for r in runs]):
+            report(*f.result())
