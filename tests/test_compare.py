@@ -73,6 +73,7 @@ def test_compare_table_costs_and_differences(tmp_path):
     assert rows["okd"]["metrics"]["suite_acc"] is None
     text = render_markdown(table, "T", labels={"okd": "OKD"})
     assert "| OKD | 2 | 60.0 ± 0.0 | 75.0 ± 5.0 | 180 | 1.80× |" in text
+    assert "| train s | cost vs kd |" in text
     assert "shifted suite" not in text                     # no suite scores: no column
     assert "| erm | +10.0 **beyond spread** | +0.0, p=1.00 |" in text
     assert "| OKD | -10.0 **beyond spread** | +25.0, p=0.13 **beyond spread** |" in text

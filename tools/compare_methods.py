@@ -112,7 +112,8 @@ def collect(methods, seeds, epochs, extra, suite: str | None = "compact"):
 
 
 def preamble(teacher, epochs, seeds, runs, suite) -> str:
-    t = ", ".join(f"{k.replace('_acc', '')} {100 * v:.1f} %" for k, v in teacher.items() if v is not None)
+    names = dict(id_acc="ID", ood_acc="OOD families", suite_acc="shifted suite")
+    t = ", ".join(f"{names[k]} {100 * v:.1f} %" for k, v in teacher.items() if v is not None)
     sel = "; ".join(f"{LABELS.get(m, m)}: {r.selection[0]}" for m, r in runs.items())
     return (f"BC-ResNet-1 students on the default synthetic corpus, {epochs} epochs, seeds {list(seeds)} "
             f"(each row says how many finished). ID = unseen speakers of the training synthesiser "

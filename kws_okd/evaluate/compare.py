@@ -108,7 +108,8 @@ def render_markdown(table: dict, title: str, preamble: str = "", labels: dict | 
     if preamble:
         lines += [preamble, ""]
     lines += ["Accuracy %, mean ± std over seeds:", "",
-              "| method | seeds | " + " | ".join(h for _, h in present) + f" | train s | cost vs {ref} |",
+              "| method | seeds | " + " | ".join(h for _, h in present)
+              + f" | train s | cost vs {labels.get(ref, ref)} |",
               "|---|---|" + "---|" * len(present) + "---|---|"]
     for name, r in rows.items():
         cost = "–" if r["cost_vs_reference"] is None else f"{r['cost_vs_reference']:.2f}×"
