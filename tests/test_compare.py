@@ -158,3 +158,11 @@ def test_run_lock_is_exclusive_while_its_process_lives(tmp_path):
     assert not take_lock(run)                               # held by us, alive
     (run / ".lock").write_text("999999999")                 # a process that is gone
     assert take_lock(run)
+
+
+def test_condition_table_means_over_seeds():
+    from kws_okd.evaluate.compare import render_conditions
+    runs = {"kd": MethodRuns("kd", [0, 1], {"suite:clean": [0.9, 0.7], "suite:gsm": [0.5, 0.5]})}
+    text = render_conditions(runs, ["clean", "gsm", "babble"], {"kd": "KD"})
+    assert text.splitlines()[0] == "| method | clean | gsm | babble |"
+    assert text.splitlines()[2] == "| KD | 80.0 ± 10.0 | 50.0 ± 0.0 | – |"

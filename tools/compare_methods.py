@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kws_okd.evaluate.compare import MethodRuns, compare_table, plot_comparison, render_markdown  # noqa: E402
+from kws_okd.evaluate.compare import (MethodRuns, compare_table, plot_comparison, render_conditions,  # noqa: E402
+                                      render_markdown)
 from kws_okd.train.config import RECIPES  # noqa: E402
 from kws_okd.utils.atomic import write_json, write_text  # noqa: E402
 
@@ -87,7 +88,9 @@ def collect(methods, seeds, epochs, extra, suite: str | None = "compact"):
         s = dict(id_acc=r["id_acc"], ood_acc=r["ood_acc"])
         if suite_dir is not None:
             rep = evaluate_cached(name, pt, suite_dir, out / f"eval_shift_{suite}")
-            s["suite_acc"] = severity_table(rep, suite_dir)["models"][name]["mean_ood"]
+            sev = severity_table(rep, suite_dir)["models"][name]
+            s["suite_acc"] = sev["mean_ood"]
+            s.update({f"suite:{c}": a for c, a in sev["acc"].items()})
         return s
 
     teacher_pt = Path(base.teacher_ckpt)
@@ -113,7 +116,7 @@ def collect(methods, seeds, epochs, extra, suite: str | None = "compact"):
 
 def preamble(teacher, epochs, seeds, runs, suite) -> str:
     names = dict(id_acc="ID", ood_acc="OOD families", suite_acc="shifted suite")
-    t = ", ".join(f"{names[k]} {100 * v:.1f} %" for k, v in teacher.items() if v is not None)
+    t = ", ".join(f"{h} {100 * teacher[k]:.1f} %" for k, h in names.items() if teacher.get(k) is not None)
     sel = "; ".join(f"{LABELS.get(m, m)}: {r.selection[0]}" for m, r in runs.items())
     return (f"BC-ResNet-1 students on the default synthetic corpus, {epochs} epochs, seeds {list(seeds)} "
             f"(each row says how many finished). ID = unseen speakers of the training synthesiser "
@@ -154,6 +157,12 @@ def main(argv=None) -> int:
     table.update(epochs=args.epochs, seeds=seeds, teacher=teacher)
     text = render_markdown(table, f"Method comparison ({args.epochs} epochs)",
                            preamble(teacher, args.epochs, seeds, runs, suite), LABELS)
+    conditions = sorted({k[len("suite:"):] for r in runs.values() for k in r.scores if k.startswith("suite:")},
+                        key=lambda c: (c != "clean", c))
+    if conditions:
+        text += (f"\nShifted suite per condition (accuracy %, mean ± std over seeds; teacher: "
+                 + ", ".join(f"{c} {100 * teacher[f'suite:{c}']:.1f}" for c in conditions) + "):\n\n"
+                 + render_conditions(runs, conditions, LABELS))
     text += "\n![accuracy per method](compare.png)\n"
     write_json(out / "compare.json", table)
     plot_comparison(table, out / "compare.png", LABELS)

@@ -128,6 +128,20 @@ def render_markdown(table: dict, title: str, preamble: str = "", labels: dict | 
     return "\n".join(lines) + "\n"
 
 
+def render_conditions(runs: dict[str, MethodRuns], conditions: list[str], labels: dict | None = None,
+                      prefix: str = "suite:") -> str:
+    """Mean ± std over seeds per shifted-suite condition (scores keyed ``suite:<condition>``)."""
+    labels = labels or {}
+    lines = ["| method | " + " | ".join(conditions) + " |", "|---|" + "---|" * len(conditions)]
+    for name, r in runs.items():
+        cells = []
+        for c in conditions:
+            ms = mean_std(r.scores.get(prefix + c) or [])
+            cells.append("–" if ms is None else f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_comparison(table: dict, path, labels: dict | None = None) -> None:
     """Grouped bars (one group per metric, one bar per method) with ±std error bars."""
     import matplotlib
