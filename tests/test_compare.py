@@ -77,7 +77,7 @@ def test_compare_table_costs_and_differences(tmp_path):
     assert "shifted suite" not in text                     # no suite scores: no column
     assert "| erm | +10.0 **beyond spread** | +0.0, p=1.00 |" in text
     assert "| OKD | -10.0 **beyond spread** | +25.0, p=0.13 **beyond spread** |" in text
-    plot_comparison(table, tmp_path / "c.png")
+    plot_comparison(table, tmp_path / "c.png", teacher={"id_acc": 0.9})
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 

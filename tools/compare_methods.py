@@ -165,7 +165,7 @@ def main(argv=None) -> int:
                  + render_conditions(runs, conditions, LABELS))
     text += "\n![accuracy per method](compare.png)\n"
     write_json(out / "compare.json", table)
-    plot_comparison(table, out / "compare.png", LABELS)
+    plot_comparison(table, out / "compare.png", LABELS, teacher)
     write_text(out / "compare.md", text)
     print(text)
     return 0

@@ -142,8 +142,9 @@ def render_conditions(runs: dict[str, MethodRuns], conditions: list[str], labels
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(table: dict, path, labels: dict | None = None) -> None:
-    """Grouped bars (one group per metric, one bar per method) with ±std error bars."""
+def plot_comparison(table: dict, path, labels: dict | None = None, teacher: dict | None = None) -> None:
+    """Grouped bars (one group per metric, one bar per method) with ±std error bars, and
+    the teacher's accuracy as a dashed line over each group when given."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -160,6 +161,10 @@ def plot_comparison(table: dict, path, labels: dict | None = None) -> None:
         x = np.arange(len(present)) + (i - (len(names) - 1) / 2) * width
         ax.bar(x, [100 * m["mean"] if m else math.nan for m in ms], width,
                yerr=[100 * m["std"] if m else 0 for m in ms], capsize=2, label=labels.get(name, name))
+    for i, (k, _) in enumerate(present):
+        if teacher and teacher.get(k) is not None:
+            ax.hlines(100 * teacher[k], i - 0.45, i + 0.45, colors="k", linestyles="--",
+                      label="teacher" if i == 0 else None)
     ax.set_xticks(np.arange(len(present)), [h for _, h in present])
     ax.set_ylabel("accuracy % (mean ± std over seeds)")
     ax.legend(fontsize=7, ncol=2)
