@@ -48,6 +48,8 @@ def test_difference_beyond_spread_only_when_intervals_do_not_overlap():
     near = difference([0.50, 0.70], [0.55, 0.65])           # same mean, wide spread
     assert near["delta"] == pytest.approx(0.0) and not near["beyond_spread"]
     assert difference([], [0.1]) is None
+    one = difference([0.9], [0.4, 0.4])                     # one seed: no spread to exceed
+    assert one["delta"] == pytest.approx(0.5) and one["beyond_spread"] is None
 
 
 def runs_fixture():
@@ -77,6 +79,9 @@ def test_compare_table_costs_and_differences(tmp_path):
     assert "shifted suite" not in text                     # no suite scores: no column
     assert "| erm | +10.0 **beyond spread** | +0.0, p=1.00 |" in text
     assert "| OKD | -10.0 **beyond spread** | +25.0, p=0.13 **beyond spread** |" in text
+    solo = render_markdown(compare_table({**runs_fixture(), "hard": MethodRuns(
+        "hard", [0], {"id_acc": [0.9], "ood_acc": [0.9]}, [300.0], ["x"])}), "T")
+    assert "| hard | +20.0 (one seed) | +40.0 (one seed) |" in solo
     plot_comparison(table, tmp_path / "c.png", teacher={"id_acc": 0.9})
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 

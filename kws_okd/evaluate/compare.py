@@ -7,7 +7,8 @@ evaluates a model, so the statistics are tested on hand-made numbers.
 Two rules are reported for each difference, because with three seeds neither is strong:
 
 - *beyond spread*: the mean ± std intervals of the two methods do not overlap,
-  ``|mean_a - mean_b| > std_a + std_b`` (population std, as in the table);
+  ``|mean_a - mean_b| > std_a + std_b`` (population std, as in the table); undecided
+  when either method has a single seed;
 - Welch's t-test p-value (unequal variances), two-sided.
 """
 from __future__ import annotations
@@ -62,8 +63,10 @@ def difference(a, b) -> dict | None:
     if ma is None or mb is None:
         return None
     delta = ma[0] - mb[0]
-    return dict(delta=delta, spread=ma[1] + mb[1], beyond_spread=bool(abs(delta) > ma[1] + mb[1]),
-                p=welch_p(a, b), n=(len(a), len(b)))
+    # With one seed on either side there is no spread to exceed: undecided (None).
+    beyond = bool(abs(delta) > ma[1] + mb[1]) if min(len(a), len(b)) >= 2 else None
+    return dict(delta=delta, spread=ma[1] + mb[1], beyond_spread=beyond, p=welch_p(a, b),
+                n=(len(a), len(b)))
 
 
 def compare_table(runs: dict[str, MethodRuns], reference: str = "kd") -> dict:
@@ -95,7 +98,7 @@ def _diff(d) -> str:
     if d is None:
         return "–"
     p = "" if d["p"] is None else f", p={d['p']:.2f}"
-    mark = " **beyond spread**" if d["beyond_spread"] else ""
+    mark = {True: " **beyond spread**", False: "", None: " (one seed)"}[d["beyond_spread"]]
     return f"{100 * d['delta']:+.1f}{p}{mark}"
 
 
