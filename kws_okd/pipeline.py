@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from kws_okd.data.registry import prepare_data
+from kws_okd.evaluate.compare import mean_std
 from kws_okd.evaluate.report import evaluate
 from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import train
@@ -62,7 +61,8 @@ def summarize(report, student, methods, seeds) -> dict:
         row = {}
         for key in ("id_acc", "ood_acc", "gap_id", "gap_ood"):
             vals = [r[key] for r in runs if r.get(key) is not None]
-            row[key] = dict(mean=float(np.mean(vals)), std=float(np.std(vals)), n=len(vals)) if vals else None
+            ms = mean_std(vals)
+            row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
         rows[m] = row
     t = report["models"]["teacher"]
     return dict(student=student, seeds=list(seeds), methods=rows,
