@@ -7,8 +7,8 @@ runs (``model.pt``) are skipped, unfinished ones resume from their checkpoints, 
 """
 from __future__ import annotations
 
+import json
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -59,9 +59,9 @@ def train_run(recipe: str, overrides: list[str]) -> tuple[list[str], float | Non
         print(f"[sweep] {d}: another process is training it; skipped", flush=True)
         return overrides, None, str(d)
     try:
-        t0 = time.time()
-        train(cfg)
-        return overrides, time.time() - t0, str(d)
+        summary = train(cfg).parent / "train_summary.json"
+        # The run's own count, which includes the seconds before a resume.
+        return overrides, json.loads(summary.read_text())["train_seconds"], str(d)
     finally:
         (d / ".lock").unlink(missing_ok=True)
 
