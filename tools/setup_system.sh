@@ -6,6 +6,11 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v flite >/dev/null || need+=(flite)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
+# Real human speech (kws_okd.data.real_speech): alsa's and Asterisk's voices for the
+# evaluation-only real dev set, klettres' letter recordings as unlabelled training audio.
+[ -e /usr/share/sounds/alsa/Front_Left.wav ] || need+=(alsa-utils)
+[ -e /usr/share/asterisk/sounds/en_US_f_Allison/digits/0.wav ] || need+=(asterisk-core-sounds-en-wav)
+[ -e /usr/share/klettres/en/sounds.xml ] || need+=(klettres-data)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -10,6 +10,8 @@ import torch
 import torchaudio
 from torch import nn
 
+from kws_okd.errors import ConfigError
+
 
 class UtteranceNorm(nn.Module):
     """Per-utterance mean/variance normalisation of each feature bin (cepstral mean
@@ -61,12 +63,49 @@ class RawWaveform(nn.Module):
         return (wav / peak).unsqueeze(1)
 
 
+class EmbeddingMel(nn.Module):
+    """The log-mel front-end of Google's speech embedding (as shipped in openWakeWord's
+    ``melspectrogram.tflite``): 512-point FFT of 25 ms periodic-Hann frames every 10 ms,
+    no centring, power, 32 Slaney mel bands from 60 to 3800 Hz, 10*log10 with a floor
+    of 1e-10 and an 80 dB range below the loudest value, then openWakeWord's
+    ``x / 10 + 2``. Input is in [-1, 1]; the graph was built for int16-scaled samples.
+
+    The range clamp is taken per utterance (the TFLite graph, built for batch 1, takes
+    it over its whole input). ``normalize="utterance"`` adds per-bin normalisation for
+    students that want this band without the embedding's absolute scale."""
+
+    def __init__(self, sample_rate=16000, n_mels=32, f_min=60.0, f_max=3800.0, top_db=80.0,
+                 normalize="none"):
+        super().__init__()
+        if sample_rate != 16000:
+            raise ConfigError(f"oww_mel: the speech embedding was trained on 16 kHz audio, got "
+                             f"sample_rate={sample_rate}")
+        self.n_fft, self.win, self.hop, self.top_db = 512, 400, 160, top_db
+        self.register_buffer("window", torch.hann_window(self.win, periodic=True), persistent=False)
+        fb = torchaudio.functional.melscale_fbanks(self.n_fft // 2 + 1, f_min, f_max, n_mels,
+                                                   sample_rate, norm="slaney", mel_scale="slaney")
+        self.register_buffer("fbank", fb, persistent=False)
+        self.norm = UtteranceNorm() if normalize == "utterance" else nn.Identity()
+        self.n_features = n_mels
+
+    def forward(self, wav):  # (B, N) -> (B, n_mels, T), T = 1 + (N - 512) // 160
+        spec = torch.stft(wav * 32768.0, self.n_fft, self.hop, self.win, self.window,
+                          center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()          # (B, 257, T)
+        mel = torch.matmul(power.transpose(1, 2), self.fbank)    # (B, T, n_mels)
+        db = 10.0 * torch.log10(mel.clamp_min(1e-10))
+        floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
+        db = torch.maximum(db, floor)
+        return self.norm((db / 10.0 + 2.0).transpose(1, 2))
+
+
 class NoFrontend(nn.Identity):
     """For inputs that are already features (e.g. images)."""
     n_features = 0
 
 
-FRONTENDS = {"logmel": LogMel, "mfcc": MFCC, "raw": RawWaveform, "none": NoFrontend}
+FRONTENDS = {"logmel": LogMel, "mfcc": MFCC, "raw": RawWaveform, "oww_mel": EmbeddingMel,
+             "none": NoFrontend}
 
 
 def build_frontend(name: str, **kwargs) -> nn.Module:

@@ -95,15 +95,19 @@ def plot_bars(results, path):
     plt.close(fig)
 
 
+TAGS = ("id", "ood", "real")
+
+
 def evaluate(models: dict[str, str | Path], data, out_dir, teacher: str | None = None,
-             plots: bool = True) -> dict:
+             plots: bool = True, extra_sets: dict | None = None) -> dict:
     """``models`` maps a display name to a ``model.pt``; ``data`` is a manifest folder or CSV.
 
     ``teacher`` names the entry the teacher-student gaps are measured against
-    (default: the first model whose role is ``teacher``).
+    (default: the first model whose role is ``teacher``). ``extra_sets`` adds
+    ``{name: (manifest, tag)}``, e.g. the real-speech development set tagged ``real``.
     """
     out_dir = Path(out_dir)
-    sets = find_eval_sets(data)
+    sets = {**find_eval_sets(data), **{k: (Path(p), t) for k, (p, t) in (extra_sets or {}).items()}}
     datasets = {name: load_dataset(path) for name, (path, _) in sets.items()}
     results = {}
     for name, path in models.items():
@@ -125,14 +129,14 @@ def evaluate(models: dict[str, str | Path], data, out_dir, teacher: str | None =
                 safe = name.replace("/", "_").replace(" ", "_")
                 plot_confusion(confusion(pred, labels, len(classes)), classes, f"{name} on {set_name}",
                                out_dir / f"confusion_{safe}_{set_name}.png")
-        for tag in ("id", "ood"):
+        for tag in TAGS:
             accs = [s["acc"] for s in res["sets"].values() if s["tag"] == tag]
             res[f"{tag}_acc"] = float(np.mean(accs)) if accs else None
         results[name] = res
     teacher = teacher or next((n for n, r in results.items() if r["role"] == "teacher"), None)
     if teacher:
         for r in results.values():
-            for tag in ("id", "ood"):
+            for tag in TAGS:
                 t, s = results[teacher][f"{tag}_acc"], r[f"{tag}_acc"]
                 r[f"gap_{tag}"] = None if t is None or s is None else t - s
     report = dict(data=str(data), sets={k: dict(manifest=str(v[0]), tag=v[1]) for k, v in sets.items()},
@@ -150,18 +154,23 @@ def _pct(x):
 
 def render_markdown(report) -> str:
     models, sets = report["models"], report["sets"]
+    has_real = any(v["tag"] == "real" for v in sets.values())
     lines = ["# Evaluation report", "", f"Data: `{report['data']}`", "",
              "Accuracy (%) per evaluation set; ID/OOD are macro-averages over the sets with that tag. "
-             "Gap = teacher minus model. Models were selected by best training-domain validation accuracy.",
+             "Gap = teacher minus model. Models were selected by best training-domain validation accuracy. "
+             "Sets tagged `real` are recordings of human speakers, used for evaluation only "
+             "(never for training or selection).",
              ""]
     head = ["model", "method", "params", "MACs/1 s"] + [f"{s} ({v['tag']})" for s, v in sets.items()] \
-        + ["ID", "OOD", "gap ID", "gap OOD"]
+        + ["ID", "OOD", "gap ID", "gap OOD"] + (["real", "gap real"] if has_real else [])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in models.items():
         row = [name, str(r.get("method")), f"{r['params']:,}" if r["params"] else "–",
                f"{r['macs'] / 1e6:.2f} M" if r["macs"] else "–"]
         row += [_pct(r["sets"][s]["acc"]) for s in sets]
         row += [_pct(r["id_acc"]), _pct(r["ood_acc"]), _pct(r.get("gap_id")), _pct(r.get("gap_ood"))]
+        if has_real:
+            row += [_pct(r.get("real_acc")), _pct(r.get("gap_real"))]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Accuracy per domain", ""]
     for name, r in models.items():

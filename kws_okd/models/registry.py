@@ -61,8 +61,13 @@ def count_macs(model: KWSNet, num_samples: int = 16000, example=None) -> int:
                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     was_training = model.training
     model.eval()
+    cache = getattr(model.backbone, "cache", None)  # a cached input would skip the layers
+    if cache is not None:
+        model.backbone.cache = None
     with torch.no_grad():
         model(torch.zeros(1, num_samples) if example is None else example)
+    if cache is not None:
+        model.backbone.cache = cache
     model.train(was_training)
     for h in handles:
         h.remove()

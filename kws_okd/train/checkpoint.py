@@ -34,6 +34,8 @@ def load_model(path, map_location="cpu"):
     if not isinstance(blob, dict) or blob.get("format") != "kws-okd/1":
         raise ConfigError(f"{path}: not a kws-okd model file (missing format tag)")
     cfg = dict(blob["model"])
+    if "pretrained" in cfg:  # the file holds every weight; nothing to fetch or convert
+        cfg["pretrained"] = False
     model = build_model(cfg.pop("name"), num_classes=len(blob["classes"]), **cfg)
     try:
         model.load_state_dict(blob["state_dict"])
