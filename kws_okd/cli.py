@@ -48,7 +48,8 @@ def _eval(a):
 def _run(a):
     from kws_okd.pipeline import run_pipeline
     seeds = [int(s) for s in a.seeds.split(",")]
-    run_pipeline(a.overrides, methods=a.methods.split(","), seeds=seeds, student=a.student)
+    run_pipeline(a.overrides, methods=a.methods.split(","), seeds=seeds, student=a.student,
+                 reference_teachers=[t for t in a.reference_teachers.split(",") if t])
 
 
 def main(argv=None):
@@ -83,10 +84,13 @@ def main(argv=None):
     c.add_argument("--teacher", help="name of the model the gaps are measured against")
     c.set_defaults(fn=_eval)
 
-    c = sub.add_parser("run", help="the default job: corpus, teacher, ERM/KD/OKD students, report")
+    c = sub.add_parser("run", help="the default job: corpus, teachers, ERM/KD/OKD students, report")
     c.add_argument("overrides", nargs="*", help="Hydra overrides applied to every recipe")
-    c.add_argument("--methods", default="erm,kd,okd",
-                   help="comma-separated; okd_rnc = OKD with the room/noise/channel policy")
+    c.add_argument("--methods", default="erm,kd,okd_real",
+                   help="comma-separated; okd_real = OKD with real-audio x_ood, okd = the paper's "
+                        "disruptive x_ood, okd_rnc = the room/noise/channel policy")
+    c.add_argument("--reference-teachers", default="resnet",
+                   help="comma-separated teachers trained only for comparison in the report ('' for none)")
     c.add_argument("--seeds", default="0")
     c.add_argument("--student", default="bcresnet1")
     c.set_defaults(fn=_run)

@@ -74,7 +74,7 @@ def heldout_real_windows():
     return held, info
 
 
-def run_pipeline(overrides=(), methods=("erm", "kd", "okd", "okd_real"), seeds=(0,), student="bcresnet1",
+def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet1",
                  teacher_overrides=(), out=None, shift_suite: str | None = "compact",
                  reference_teachers=("resnet",)) -> dict:
     overrides = list(overrides)

@@ -100,3 +100,16 @@ def test_no_real_audio_reaches_a_labelled_loss(monkeypatch, weights):
     # The check is not vacuous: the student did see real windows, unlabelled.
     assert any((s[:, 0] == MARK).any() for s in seen)
     assert "kd_ood" in logs
+
+
+def test_fraction_sets_the_size_of_the_ood_batch():
+    pool = real_windows()
+    x = clips(8)
+    out = RealAudio(weights=(0, 0, 1), splice=(0.5, 0.5), fraction=0.5, windows=pool)(x)
+    assert out.shape == (4, N)
+    # Every row keeps half of one of the batch's clips.
+    half = N // 2
+    for o in out:
+        assert any(torch.equal(o[:half], c[:half]) or torch.equal(o[half:], c[half:]) for c in x)
+    with pytest.raises(ConfigError, match="fraction"):
+        RealAudio(fraction=0.0, windows=pool)

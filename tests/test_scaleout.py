@@ -32,7 +32,7 @@ def _env():
 @pytest.fixture(scope="module")
 def teacher(tiny_corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teacher")
-    return train(load_recipe("teacher", overrides(tiny_corpus, tmp, "teacher.widths=[8,8,8]")))
+    return train(load_recipe("teacher", overrides(tiny_corpus, tmp)))
 
 
 def _intra_epoch_ckpt(save_dir: Path) -> bool:

@@ -142,3 +142,17 @@ def test_unfreezing_the_last_block_trains_only_it_and_skips_the_cache():
     assert teacher.cache.misses == 0
     with pytest.raises(ConfigError, match="trainable_blocks"):
         SpeechEmbeddingTeacher(num_classes=4, pretrained=False, trainable_blocks=2)
+
+
+def test_teacher_exports_to_onnx_and_matches_pytorch(tmp_path):
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    teacher = build_model("speech_embedding", num_classes=4, pretrained=False).eval()
+    x = 0.1 * torch.randn(2, 16000)
+    path = tmp_path / "teacher.onnx"
+    torch.onnx.export(teacher, (x,), str(path), opset_version=17, input_names=["wav"],
+                      output_names=["logits"], dynamic_axes={"wav": {0: "batch"}}, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"wav": x.numpy()})[0]
+    with torch.no_grad():
+        want = teacher(x).numpy()
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())

@@ -89,14 +89,29 @@ class EmbeddingMel(nn.Module):
         self.n_features = n_mels
 
     def forward(self, wav):  # (B, N) -> (B, n_mels, T), T = 1 + (N - 512) // 160
-        spec = torch.stft(wav * 32768.0, self.n_fft, self.hop, self.win, self.window,
-                          center=False, return_complex=True)
-        power = spec.real.square() + spec.imag.square()          # (B, 257, T)
+        power = self.power(wav * 32768.0)                          # (B, 257, T)
         mel = torch.matmul(power.transpose(1, 2), self.fbank)    # (B, T, n_mels)
         db = 10.0 * torch.log10(mel.clamp_min(1e-10))
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
         db = torch.maximum(db, floor)
         return self.norm((db / 10.0 + 2.0).transpose(1, 2))
+
+    def power(self, x):
+        if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+            spec = torch.stft(x, self.n_fft, self.hop, self.win, self.window, center=False,
+                              return_complex=True)
+            return spec.real.square() + spec.imag.square()
+        # Exporters cannot take complex tensors: the same windowed DFT as one strided
+        # convolution with cosine and sine kernels (as the TFLite graph computes it).
+        n = torch.arange(self.n_fft, dtype=torch.float64)
+        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        win = torch.zeros(self.n_fft, dtype=torch.float64)
+        start = (self.n_fft - self.win) // 2
+        win[start:start + self.win] = self.window.double()
+        angle = 2 * torch.pi * k * n / self.n_fft
+        basis = torch.cat([win * torch.cos(angle), -win * torch.sin(angle)]).float().unsqueeze(1)
+        re, im = torch.nn.functional.conv1d(x.unsqueeze(1), basis, stride=self.hop).chunk(2, dim=1)
+        return re.square() + im.square()
 
 
 class NoFrontend(nn.Identity):

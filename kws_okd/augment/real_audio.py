@@ -34,11 +34,17 @@ def default_cache_dir() -> Path:
 @register_augmentation("real_audio")
 class RealAudio(nn.Module):
     def __init__(self, folders=None, weights=(1.0, 0.0, 0.0), snr=(0.0, 20.0),
-                 splice=(0.2, 0.6), cache_dir=None, holdout_frac=0.2, seed=0, windows=None):
+                 splice=(0.2, 0.6), fraction=1.0, cache_dir=None, holdout_frac=0.2, seed=0,
+                 windows=None):
         """``folders``: folders of recordings (``None`` = klettres-data). ``weights``:
-        how often each clip becomes pure / overlay / splice. ``windows`` (tests): a
-        tensor of windows to use instead of loading folders."""
+        how often each clip becomes pure / overlay / splice. ``fraction``: size of the
+        ``x_ood`` batch relative to the clean batch (clips drawn at random), which sets
+        what the OOD term costs. ``windows`` (tests): a tensor of windows to use instead
+        of loading folders."""
         super().__init__()
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ConfigError(f"real_audio.fraction must be in (0, 1], got {fraction!r}")
+        self.fraction = float(fraction)
         w = torch.tensor([float(v) for v in weights])
         if w.numel() != 3 or (w < 0).any() or w.sum() <= 0:
             raise ConfigError(f"real_audio.weights: three non-negative numbers for pure/overlay/"
@@ -61,7 +67,10 @@ class RealAudio(nn.Module):
             real = torch.nn.functional.pad(real, (0, max(0, n - real.shape[-1])))[:, :n]
         return real
 
-    def forward(self, x):  # (B, N) waveforms -> (B, N)
+    def forward(self, x):  # (B, N) waveforms -> (round(fraction * B), N)
+        if self.fraction < 1.0:
+            keep = max(1, round(self.fraction * x.shape[0]))
+            x = x[torch.randperm(x.shape[0], device=x.device)[:keep]]
         b, n = x.shape
         real = self.draw(b, n).to(x)
         kind = torch.multinomial(self.weights, b, replacement=True).to(x.device)
