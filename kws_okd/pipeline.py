@@ -182,7 +182,7 @@ def render_summary(summary, report) -> str:
     if info:
         lines += ["", f"Real audio for `okd_real`'s x_ood: {info.get('files', '?')} recordings "
                   f"({info.get('seconds', 0) / 60:.0f} min) of letters and syllables in "
-                  f"{len(info.get('per_folder', {}) or {})} languages from the Debian package "
+                  f"{len(info.get('folders', []))} languages from the Debian package "
                   "klettres-data (GPL-2+), unlabelled; "
                   f"{info.get('train_windows', '?')} training windows, "
                   f"{info.get('heldout_windows', '?')} held-out windows (whole files) for the agreement columns."]
