@@ -48,3 +48,11 @@ def test_teacher_agreement_against_hand_computed_values(tmp_path):
     assert out["t"] == {"agree": 1.0, "kl": 0.0}
     assert out["s"]["agree"] == float((lt.argmax(-1) == ls.argmax(-1)).float().mean())
     assert abs(out["s"]["kl"] - float(kl)) < 1e-5
+
+
+def test_eval_set_tags_follow_the_file_name(tmp_path):
+    from kws_okd.evaluate.report import find_eval_sets
+    for stem, tag in (("real_dev", "real"), ("test_ood_flite", "ood"), ("test_id", "id")):
+        csv = tmp_path / f"{stem}.csv"
+        csv.write_text("ID,wav,word,label\n")
+        assert find_eval_sets(csv) == {stem: (csv, tag)}

@@ -29,7 +29,7 @@ def find_eval_sets(path, tag: str | None = None) -> dict[str, tuple[Path, str]]:
     """Map set name -> (manifest, 'id'|'ood') for a manifest folder or a single CSV."""
     path = Path(path)
     if path.is_file():
-        return {path.stem: (path, tag or ("ood" if "ood" in path.stem else "id"))}
+        return {path.stem: (path, tag or _tag_of(path.stem))}
     if not path.is_dir():
         raise DataError(f"{path}: evaluation data does not exist")
     proto = path / "protocol.json"
@@ -40,7 +40,12 @@ def find_eval_sets(path, tag: str | None = None) -> dict[str, tuple[Path, str]]:
     if not csvs:
         raise DataError(f"{path}: no protocol.json or test*.csv manifests to evaluate on "
                         f"(for a GSC-layout folder run `kws-okd prepare` first)")
-    return {c.stem: (c, tag or ("ood" if "ood" in c.stem else "id")) for c in csvs}
+    return {c.stem: (c, tag or _tag_of(c.stem)) for c in csvs}
+
+
+def _tag_of(stem: str) -> str:
+    """A set's tag from its name: ``*ood*`` -> ood, ``real*`` -> real, else id."""
+    return "ood" if "ood" in stem else "real" if stem.startswith("real") else "id"
 
 
 def accuracy_by_domain(pred, labels, domains) -> dict[str, float]:
