@@ -107,6 +107,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     if held is not None:
         for name, a in teacher_agreement(models, "teacher", held).items():
             report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"])
+        write_json(out / "report.json", report)
     summary = summarize(report, student, methods, seeds)
     summary["real_audio"] = real_info
     if shift_suite:
