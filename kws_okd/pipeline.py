@@ -43,6 +43,7 @@ def real_dev_set(manifests) -> dict:
 def teacher_agreement(models: dict, teacher: str, windows: torch.Tensor, batch: int = 256) -> dict:
     """How closely each model hears held-out real recordings as the teacher does: top-1
     agreement with the teacher and ``KL(teacher || model)`` (T = 1, nats), per model."""
+    from kws_okd.distill.losses import kl_per_sample
     from kws_okd.train.checkpoint import load_model
 
     def logits(path):
@@ -54,9 +55,8 @@ def teacher_agreement(models: dict, teacher: str, windows: torch.Tensor, batch: 
     out = {}
     for name, path in models.items():
         s = t if name == teacher else logits(path)
-        log_ps = s.log_softmax(-1)
         out[name] = dict(agree=float((s.argmax(-1) == t.argmax(-1)).float().mean()),
-                         kl=float((log_pt.exp() * (log_pt - log_ps)).sum(-1).mean()))
+                         kl=float(kl_per_sample(log_pt, s.log_softmax(-1)).mean()))
     return out
 
 
@@ -136,9 +136,10 @@ def summarize(report, student, methods, seeds) -> dict:
             vals = [r[key] for r in runs if r.get(key) is not None]
             ms = mean_std(vals)
             row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
+        row["params"] = runs[0]["params"]
         rows[m] = row
     teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real")}
-                | {"label": name, "params": r.get("params")}
+                | {"params": r.get("params")}
                 for name, r in report["models"].items() if r.get("role") == "teacher"}
     return dict(student=student, seeds=list(seeds), methods=rows, teacher=teachers["teacher"],
                 teachers=teachers)
@@ -152,7 +153,7 @@ def render_summary(summary, report) -> str:
         return "–" if x is None else f"{100 * x:.1f}"
 
     real_sets = [s for s, v in report["sets"].items() if v["tag"] == "real"]
-    n_real = sum(report["sets"] and [report["models"]["teacher"]["sets"][s]["n"] for s in real_sets])
+    n_real = sum(report["models"]["teacher"]["sets"][s]["n"] for s in real_sets)
     lines = ["# kws-okd default run", "",
              f"Student: {summary['student']}; seeds {summary['seeds']} (mean ± std over seeds). "
              "Each run's checkpoint is the one with the best training-domain validation accuracy; "
@@ -172,7 +173,7 @@ def render_summary(summary, report) -> str:
                      f"{pct(t['ood_acc'])} | {pct(shift.get(name))} | {pct(t['real_acc'])} | "
                      f"{pct(t['agree_real'])} | {kl} |")
     for m, r in summary["methods"].items():
-        lines.append(f"| {summary['student']}-{m} | {report['models'][next(k for k in report['models'] if k.startswith(summary['student'] + '-' + m + '/'))]['params']:,} | "
+        lines.append(f"| {summary['student']}-{m} | {r['params']:,} | "
                      f"{ms(r['id_acc'])} | {ms(r['ood_acc'])} | {ms(r.get('suite_acc'))} | "
                      f"{ms(r['real_acc'])} | {ms(r['agree_real'])} | {ms(r['kl_real'], 1.0, 2)} |")
     lines += ["", "Gaps to the teacher (teacher minus student, points):", "",

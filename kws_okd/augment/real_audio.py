@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kws_okd.augment.noise import mix_at_snr
 from kws_okd.augment.registry import register_augmentation
 from kws_okd.errors import ConfigError
 
@@ -78,10 +79,7 @@ class RealAudio(nn.Module):
         over = kind == 1
         if over.any():
             snr = torch.empty(int(over.sum()), device=x.device).uniform_(*self.snr)
-            p_x = x[over].pow(2).mean(1).clamp_min(1e-8)
-            p_r = real[over].pow(2).mean(1).clamp_min(1e-8)
-            gain = (p_x / (p_r * 10 ** (snr / 10))).sqrt()
-            out[over] = x[over] + gain[:, None] * real[over]
+            out[over] = mix_at_snr(x[over], real[over], snr)
         spl = kind == 2
         if spl.any():
             k = int(spl.sum())
