@@ -15,7 +15,8 @@ from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import train
 from kws_okd.utils.atomic import write_json, write_text
 
-METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real")
+METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
+           "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5")
 
 
 def method_overrides(method: str) -> list[str]:
@@ -29,14 +30,63 @@ def method_overrides(method: str) -> list[str]:
 
 def real_dev_set(manifests) -> dict:
     """The real-speech development set (evaluation only), or nothing with a warning when
-    its Debian packages are missing."""
+    its Debian packages are missing. With an ``_unknown_`` class it is two sets, the
+    keyword clips and the non-keyword ones, so ``real`` is the mean of keyword accuracy
+    and non-keyword rejection."""
+    from kws_okd.data.manifest import read_manifest, write_manifest
     from kws_okd.data.real_speech import build_real_dev
+    from kws_okd.data.words import UNKNOWN
     try:
-        csv = build_real_dev(Path(manifests).parent / "real_dev", read_classes(Path(manifests) / "classes.txt"))
+        csv = build_real_dev(Path(manifests) / "real_dev", read_classes(Path(manifests) / "classes.txt"))
     except KWSError as e:
         warnings.warn(f"no real-speech column: {e}", stacklevel=2)
         return {}
-    return {"real_dev": (csv, "real")}
+    rows = read_manifest(csv)
+    unk = [r for r in rows if r["word"] == UNKNOWN]
+    if not unk or len(unk) == len(rows):
+        return {"real_dev": (csv, "real")}
+    sets = {}
+    for name, part in (("real_dev_keywords", [r for r in rows if r["word"] != UNKNOWN]),
+                       ("real_dev_unknown", unk)):
+        write_manifest(csv.with_name(f"{name}.csv"), part)
+        sets[name] = (csv.with_name(f"{name}.csv"), "real")
+    return sets
+
+
+def long_audio_eval(models: dict, manifests, out: Path, corpus_noise_dir, held_real, real_dev: dict,
+                    fa_per_hour: float = 1.0, minutes: float = 8.0) -> dict:
+    """Per student: per-keyword thresholds chosen on the validation recording for
+    ``fa_per_hour`` (stored in its model.pt), then FRR at 0.5/1/2 FA/h and at those
+    thresholds on the clean and 5 dB test recordings (kws_okd/evaluate/long_audio.py)."""
+    from kws_okd.evaluate.long_audio import build_long_audio, calibrate, score_recording
+    from kws_okd.stream.engine import StreamConfig
+    from kws_okd.stream.longaudio import plot_det
+    from kws_okd.train.checkpoint import load_model, set_stream_thresholds
+    real_csv = next((v[0] for v in real_dev.values()), None)
+    if real_csv is not None:
+        real_csv = Path(real_csv).with_name("real_dev.csv")
+    recs = build_long_audio(manifests, corpus_noise_dir, Path(manifests) / "long_audio", held_real,
+                            real_csv, minutes=minutes, snrs=(None, 5.0))
+    cfg = StreamConfig()
+    results = {}
+    for name, path in models.items():
+        model, blob = load_model(path)
+        if blob["model"].get("name") == "speech_embedding":
+            continue   # minutes per recording on a CPU; the students are what gets deployed
+        thr = calibrate(model, blob["classes"], recs["valid"], cfg, fa_per_hour)
+        set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
+                              refractory_s=cfg.refractory_s,
+                              chosen_on="validation long audio (training families' validation speakers, "
+                                        f"held-out real recordings, music), {minutes:g} min")
+        results[name] = dict(thresholds=thr, **{k: score_recording(model, blob["classes"], recs[k], cfg, thr)
+                                                 for k in recs if k != "valid"})
+    for rec in (k for k in recs if k != "valid"):
+        plot_det({n: r[rec]["curve"] for n, r in results.items()}, out / f"det_{rec}.png",
+                 f"DET on {rec} ({results[next(iter(results))][rec]['minutes']:g} min)")
+    write_json(out / "long_audio.json", {n: {k: ({kk: vv for kk, vv in v.items() if kk != "curve"}
+                                                  if isinstance(v, dict) and "curve" in v else v)
+                                              for k, v in r.items()} for n, r in results.items()})
+    return results
 
 
 @torch.no_grad()
@@ -76,7 +126,7 @@ def heldout_real_windows():
 
 def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet1",
                  teacher_overrides=(), out=None, shift_suite: str | None = "compact",
-                 reference_teachers=("resnet",)) -> dict:
+                 reference_teachers=(), long_audio_minutes: float | None = 8.0) -> dict:
     overrides = list(overrides)
     tcfg = load_recipe("teacher", overrides + list(teacher_overrides))
     manifests = prepare_data(tcfg.data, progress=tcfg.progress)
@@ -102,13 +152,30 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                 train(scfg)
             models[f"{student}-{m}/seed{seed}"] = pt
     out = Path(out or Path(tcfg.results_dir) / tcfg.data.name / "report")
-    report = evaluate(models, manifests, out, teacher="teacher", extra_sets=real_dev_set(manifests))
+    real_dev = real_dev_set(manifests)
+    report = evaluate(models, manifests, out, teacher="teacher", extra_sets=real_dev)
     held, real_info = heldout_real_windows()
     if held is not None:
         for name, a in teacher_agreement(models, "teacher", held).items():
             report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"])
-        write_json(out / "report.json", report)
+    if long_audio_minutes and "_unknown_" in read_classes(Path(manifests) / "classes.txt"):
+        corpus_noise = Path(tcfg.data.get("corpus_dir") or tcfg.data.get("root")) / "_background_noise_"
+        for name, r in long_audio_eval(models, manifests, out, corpus_noise, held, real_dev,
+                                       minutes=long_audio_minutes).items():
+            kw = {rec: r[rec]["per_keyword"] for rec in ("test_clean", "test_snr5")}
+            report["models"][name].update(
+                frr1_clean=(r["test_clean"]["frr_at"]["1.0"] or {}).get("frr"),
+                frr1_snr5=(r["test_snr5"]["frr_at"]["1.0"] or {}).get("frr"),
+                kw_frr_clean=kw["test_clean"]["frr"], kw_fa_clean=kw["test_clean"]["fa_per_hour"],
+                kw_frr_snr5=kw["test_snr5"]["frr"], kw_fa_snr5=kw["test_snr5"]["fa_per_hour"],
+                long_audio={rec: r[rec]["frr_at"] for rec in ("test_clean", "test_snr5")})
+    write_json(out / "report.json", report)
+    from kws_okd.evaluate.curves import plot_curves
+    plot_curves({m: Path(models[f"{student}-{m}/seed{seeds[0]}"]).parent for m in methods}, out / "curves.png",
+                f"{student} students, seed {seeds[0]}: accuracy against optimiser steps")
     summary = summarize(report, student, methods, seeds)
+    summary["task"] = f"{len(read_classes(Path(manifests) / 'classes.txt'))}-class"
+    summary["long_audio_minutes"] = long_audio_minutes
     summary["real_audio"] = real_info
     if shift_suite:
         # Shifted copies of the ID test set made by generators held out from training
@@ -137,6 +204,7 @@ def summarize(report, student, methods, seeds) -> dict:
             ms = mean_std(vals)
             row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
         row["params"] = runs[0]["params"]
+        row["steps"] = runs[0].get("steps")
         rows[m] = row
     teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real")}
                 | {"params": r.get("params")}
@@ -155,6 +223,7 @@ def render_summary(summary, report) -> str:
     real_sets = [s for s, v in report["sets"].items() if v["tag"] == "real"]
     n_real = sum(report["models"]["teacher"]["sets"][s]["n"] for s in real_sets)
     lines = ["# kws-okd default run", "",
+             f"Task: **{summary.get('task', '?')}** ({'ten command words + _unknown_ + _silence_' if summary.get('task') == '12-class' else 'every word a class'}). "
              f"Student: {summary['student']}; seeds {summary['seeds']} (mean ± std over seeds). "
              "Each run's checkpoint is the one with the best training-domain validation accuracy; "
              "the OOD sets and the real-speech set were never used for training, selection or tuning.", "",
@@ -180,6 +249,21 @@ def render_summary(summary, report) -> str:
               "| method | gap ID | gap OOD | gap real |", "|---|---|---|---|"]
     for m, r in summary["methods"].items():
         lines.append(f"| {m} | {ms(r['gap_id'])} | {ms(r['gap_ood'])} | {ms(r['gap_real'])} |")
+    if any(r.get("frr1_clean") for r in summary["methods"].values()):
+        lines += ["", f"Long audio (kws_okd/evaluate/long_audio.py): {summary.get('long_audio_minutes', 8):g}-min recordings of isolated words with "
+                  "gaps. Positives: keywords of the held-out synthesiser families and the real keyword "
+                  "clips; negatives: their other words, held-out real recordings (klettres files never "
+                  "trained on), real NATO-alphabet prompts, music. **FRR @ 1 FA/h**: one threshold for "
+                  "all keywords, the best of a sweep on the test recording itself (on 8 min, 1 FA/h "
+                  "means no false alarm on a recording of minutes). **Stored thresholds**: per-keyword thresholds chosen on a "
+                  "separate validation recording for 1 FA/h and saved in each model.pt; the FRR and "
+                  "false alarms per hour they give on the test recordings.", "",
+                  "| method | FRR @ 1 FA/h clean % | FRR @ 1 FA/h 5 dB % | stored thr.: FRR clean % | FA/h clean "
+                  "| FRR 5 dB % | FA/h 5 dB |", "|---|---|---|---|---|---|---|"]
+        for m, r in summary["methods"].items():
+            lines.append(f"| {m} | {ms(r['frr1_clean'])} | {ms(r['frr1_snr5'])} | {ms(r['kw_frr_clean'])} | "
+                         f"{ms(r['kw_fa_clean'], 1.0)} | {ms(r['kw_frr_snr5'])} | {ms(r['kw_fa_snr5'], 1.0)} |")
+        lines += ["", "DET curves: [det_test_clean.png](det_test_clean.png), [det_test_snr5.png](det_test_snr5.png)"]
     info = summary.get("real_audio")
     if info:
         lines += ["", f"Real audio for `okd_real`'s x_ood: {info.get('files', '?')} recordings "
@@ -190,5 +274,6 @@ def render_summary(summary, report) -> str:
                   f"{info.get('heldout_windows', '?')} held-out windows (whole files) for the agreement columns."]
     if shift:
         lines += ["", "Shifted-suite details: [shift/severity.md](shift/severity.md)"]
-    lines += ["", "Per-model details: [report.md](report.md)", ""]
+    lines += ["", "Learning curves against optimiser steps: [curves.png](curves.png)",
+              "", "Per-model details: [report.md](report.md)", ""]
     return "\n".join(lines)

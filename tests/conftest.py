@@ -9,7 +9,9 @@ from kws_okd.data.corpus import CorpusSpec, build_corpus
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    return CorpusSpec(speakers_per_family=5, noise_seconds=3, seed=0)
+    # Four extra _unknown_ words, and two takes of each keyword (the second perturbed).
+    return CorpusSpec(speakers_per_family=5, noise_seconds=3, seed=0,
+                      extra_words=("hello", "music", "john", "yet"), keyword_takes=2)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ from tests.test_train import overrides
 
 def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     out = tmp_path / "report"
-    report = run_pipeline(overrides(tiny_corpus, tmp_path), methods=("erm", "okd_real"), seeds=(0,),
-                          out=out, shift_suite="compact", reference_teachers=("resnet",))
+    ov = overrides(tiny_corpus, tmp_path) + ["data.task=12", "data.real_negatives=1.0"]
+    report = run_pipeline(ov, methods=("erm", "okd_real"), seeds=(0,), out=out, shift_suite="compact",
+                          reference_teachers=("resnet",), long_audio_minutes=0.5)
     assert set(report["models"]) == {"teacher", "teacher-resnet", "bcresnet1-erm/seed0",
                                      "bcresnet1-okd_real/seed0"}
     assert report["models"]["teacher"]["method"] == "erm"
@@ -15,8 +16,9 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert set(summary["methods"]) == {"erm", "okd_real"}
     assert summary["methods"]["okd_real"]["ood_acc"]["n"] == 1
     assert set(summary["shift"]) == set(report["models"])
-    # The real-speech development set is its own column, tagged `real`.
-    assert report["sets"]["real_dev"]["tag"] == "real"
+    # The real-speech development set is its own column, tagged `real`: keyword clips
+    # and non-keyword prompts (as _unknown_) in two sets.
+    assert report["sets"]["real_dev_keywords"]["tag"] == report["sets"]["real_dev_unknown"]["tag"] == "real"
     assert summary["methods"]["erm"]["real_acc"]["n"] == 1
     # Agreement with the teacher on held-out real audio: the teacher agrees with itself.
     assert report["models"]["teacher"]["agree_real"] == 1.0
@@ -26,6 +28,18 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert "| bcresnet1-okd_real |" in text and "klettres-data" in text and "`real`" in text
     assert "| teacher-resnet (erm) |" in text
     assert (out / "shift" / "severity.md").exists()
+    # Long audio: thresholds chosen on the validation recording are stored in the student's
+    # model file, and the test recordings report FRR at fixed false-alarm rates.
+    import torch
+    blob = torch.load(report["models"]["bcresnet1-erm/seed0"]["path"], weights_only=True)
+    thr = blob["stream"]["thresholds"]
+    assert set(thr) == {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
+    assert all(0.5 <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
+    r = report["models"]["bcresnet1-okd_real/seed0"]
+    assert set(r["long_audio"]) == {"test_clean", "test_snr5"} and 0.0 <= r["kw_frr_clean"] <= 1.0
+    assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
+    assert "Task: **12-class**" in text
+    assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
 
 
 def test_teacher_agreement_against_hand_computed_values(tmp_path):
@@ -56,3 +70,14 @@ def test_eval_set_tags_follow_the_file_name(tmp_path):
         csv = tmp_path / f"{stem}.csv"
         csv.write_text("ID,wav,word,label\n")
         assert find_eval_sets(csv) == {stem: (csv, tag)}
+
+
+def test_learning_curve_is_read_against_optimiser_steps(tmp_path):
+    from kws_okd.evaluate.curves import read_curve
+    (tmp_path / "train_summary.json").write_text(json.dumps({"epochs": 2, "steps": 70}))
+    (tmp_path / "train_log.txt").write_text(
+        "epoch: 1, lr: 1.00e-02 - train loss: 2.10e+00, train acc: 3.00e-01 - valid loss: 1.9, valid acc: 4.00e-01\n"
+        "epoch: 2, lr: 5.00e-03 - train loss: 1.00e+00, train acc: 6.50e-01 - valid loss: 1.1, valid acc: 7.25e-01\n")
+    c = read_curve(tmp_path)
+    assert c["step"] == [35, 70] and c["valid_acc"] == [0.4, 0.725] and c["train_acc"] == [0.3, 0.65]
+    assert c["valid_loss"] == [1.9, 1.1]

@@ -262,6 +262,24 @@ def test_build_real_dev_from_fake_packages(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "out" / "real_dev" / "asterisk" / "vm-no.wav").exists()
 
 
+def test_real_dev_12_class_maps_other_words_and_nato_prompts_to_unknown(tmp_path, monkeypatch):
+    alsa, ast = _fake_packages(tmp_path / "pkgs")
+    t8 = np.arange(8000) / 8000
+    _wav(ast / "phonetic" / "k_p.wav", np.where((t8 > 0.2) & (t8 < 0.6), 0.2 * np.sin(2 * np.pi * 350 * t8), 0.0),
+         sr=8000)
+    monkeypatch.setattr(rs, "ALSA_DIR", alsa)
+    monkeypatch.setattr(rs, "ASTERISK_DIRS", (ast,))
+    classes = ["yes", "no", "left", "right", "_unknown_", "_silence_"]
+    rows = read_manifest(rs.build_real_dev(tmp_path / "out", classes))
+    got = {r["ID"]: (r["word"], r["label"]) for r in rows}
+    assert got == {"alsa/Front_Left": ("left", 2), "alsa/Rear_Right": ("right", 3),
+                   "asterisk/vm-no": ("no", 1), "asterisk/digits_0": ("_unknown_", 4),
+                   "asterisk/phonetic_k_p": ("_unknown_", 4)}
+    # Without an _unknown_ class the NATO prompt is not a clip, and "zero" is left out.
+    rows = read_manifest(rs.build_real_dev(tmp_path / "out35", ["no", "left", "right"]))
+    assert {r["ID"] for r in rows} == {"alsa/Front_Left", "alsa/Rear_Right", "asterisk/vm-no"}
+
+
 def test_real_dev_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(rs, "ALSA_DIR", tmp_path / "no_alsa")
     monkeypatch.setattr(rs, "ASTERISK_DIRS", (tmp_path / "no_ast",))

@@ -4,6 +4,13 @@ set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v flite >/dev/null || need+=(flite)
+# Festival (kws_okd.data.tts.Festival) and its English voices: two diphone voices
+# (kal, ked) and one HTS voice (slt). About 11 MB to download.
+command -v text2wave >/dev/null || need+=(festival)
+FV=/usr/share/festival/voices
+[ -e $FV/english/kal_diphone/festvox/kal_diphone.scm ] || need+=(festvox-kallpc16k)
+[ -e $FV/english/ked_diphone/festvox/ked_diphone.scm ] || need+=(festvox-kdlpc16k)
+[ -e $FV/us/cmu_us_slt_arctic_hts/festvox/cmu_us_slt_arctic_hts.scm ] || need+=(festvox-us-slt-hts)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
 # Real human speech (kws_okd.data.real_speech): alsa's and Asterisk's voices for the

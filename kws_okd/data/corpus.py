@@ -19,14 +19,14 @@ from tqdm import tqdm
 
 from kws_okd.audio.io import fix_length, resample, write_audio
 from kws_okd.data.tts import get_engine
-from kws_okd.data.words import BACKGROUND, GSC_V2_WORDS
+from kws_okd.data.words import BACKGROUND, EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS, KEYWORDS_12
 from kws_okd.utils.atomic import write_json, write_text
 
 SIZES = {
-    # speakers per family, takes per (speaker, word)
-    "tiny": dict(speakers_per_family=6, takes=1),
-    "default": dict(speakers_per_family=40, takes=1),
-    "large": dict(speakers_per_family=200, takes=2),
+    # speakers per family, takes per (speaker, word), takes per (speaker, keyword)
+    "tiny": dict(speakers_per_family=6, takes=1, keyword_takes=1, extra_words=EXTRA_UNKNOWN_WORDS[:8]),
+    "default": dict(speakers_per_family=40, takes=1, keyword_takes=3),
+    "large": dict(speakers_per_family=200, takes=2, keyword_takes=4),
 }
 
 
@@ -34,14 +34,29 @@ SIZES = {
 class CorpusSpec:
     families: tuple = ("espeak", "espeak_accent", "espeak_klatt", "flite")
     words: tuple = GSC_V2_WORDS
+    # Spoken by every voice too, so that the 12-class ``_unknown_`` covers ordinary
+    # speech; the 35-class task ignores them.
+    extra_words: tuple = EXTRA_UNKNOWN_WORDS
     speakers_per_family: int = 40
     takes: int = 1
+    keyword_takes: int = 3          # takes of the ten command words (the 12-class task)
+    # Takes after the first are one voice with a random speaker perturbation (speed,
+    # tempo, pitch, vocal-tract length: kws_okd/data/perturb.py): new speakers per voice.
+    perturb: bool = True
+    noise_floor_dbfs: tuple = (-72.0, -48.0)   # a recorded clip is never digital silence
     seed: int = 0
     sample_rate: int = 16000
     noise_seconds: int = 20
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
-    version: int = 2  # bump when synthesis changes, to invalidate caches
+    version: int = 3  # bump when synthesis changes, to invalidate caches
+
+    def takes_of(self, word: str) -> int:
+        return max(self.takes, self.keyword_takes) if word in KEYWORDS_12 else self.takes
+
+    @property
+    def all_words(self) -> tuple:
+        return tuple(self.words) + tuple(w for w in self.extra_words if w not in self.words)
 
     @classmethod
     def sized(cls, size: str, **kw) -> "CorpusSpec":
@@ -58,8 +73,10 @@ def speaker_id(voice_name: str) -> str:
     return hashlib.sha1(voice_name.encode()).hexdigest()[:8]
 
 
-def place_in_clip(x: np.ndarray, n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """Trim silence, fit the word inside ``n`` samples at a random offset, set a random level."""
+def place_in_clip(x: np.ndarray, n: int, rng: np.random.Generator, sr: int,
+                  noise_floor_dbfs: tuple | None = None) -> np.ndarray:
+    """Trim silence, fit the word inside ``n`` samples at a random offset, set a random
+    level, and lay it over a faint coloured-noise floor (RMS drawn in ``noise_floor_dbfs``)."""
     env = np.abs(x)
     thr = 0.02 * env.max() if env.max() > 0 else 0
     idx = np.flatnonzero(env > thr)
@@ -72,6 +89,10 @@ def place_in_clip(x: np.ndarray, n: int, rng: np.random.Generator, sr: int) -> n
     start = int(rng.integers(0, n - len(x) + 1))
     peak = np.abs(x).max() or 1.0
     out[start:start + len(x)] = x / peak * rng.uniform(0.3, 0.9)
+    if noise_floor_dbfs:
+        floor = coloured_noise(n, float(rng.uniform(0.0, 2.0)), rng)
+        floor *= 10 ** (rng.uniform(*noise_floor_dbfs) / 20) / (np.sqrt(np.mean(floor ** 2)) + 1e-12)
+        out += floor
     return out
 
 
@@ -106,7 +127,38 @@ def background_noises(spec: CorpusSpec, rng, voices) -> dict[str, np.ndarray]:
         x = np.resize(x, n)
         babble += x / (np.abs(x).max() or 1)
     out["babble"] = (0.5 * babble / (np.abs(babble).max() or 1)).astype(np.float32)
+    out["music"] = synth_music(n, spec.sample_rate, rng)
+    # A quiet room: _silence_ clips cut here are near-silent, not only loud noise.
+    quiet = coloured_noise(n, 1.0, rng)
+    out["near_silence"] = (quiet * 10 ** (-62 / 20) / np.sqrt(np.mean(quiet ** 2))).astype(np.float32)
     return out
+
+
+def synth_music(n: int, sr: int, rng) -> np.ndarray:
+    """Simple music as a keyword-free negative: plucked notes with harmonics over a
+    chord progression and a noise-burst beat (tempo, key and timbre drawn from ``rng``)."""
+    t = np.arange(n) / sr
+    out = np.zeros(n)
+    beat = 60.0 / rng.uniform(80, 140)
+    root = 110.0 * 2 ** (rng.integers(0, 12) / 12)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
+    pos = 0.0
+    while pos < n / sr:
+        i0 = int(pos * sr)
+        dur = beat * rng.choice([0.5, 1.0, 1.0, 2.0])
+        m = min(n - i0, int(dur * sr * 1.5))
+        tt = t[:m]
+        f = root * 2 ** (scale[rng.integers(len(scale))] / 12 + rng.integers(1, 3))
+        env = np.exp(-tt / (0.3 * dur))
+        note = sum(np.sin(2 * np.pi * k * f * tt) / k ** rng.uniform(1, 2) for k in range(1, 6))
+        out[i0:i0 + m] += env * note
+        if rng.random() < 0.5:   # percussion on the beat
+            d = min(m, sr // 20)
+            out[i0:i0 + d] += 0.5 * rng.standard_normal(d) * np.exp(-np.arange(d) / (sr / 200))
+        pos += dur
+    for k, step in enumerate((0, 4, 7)):   # a sustained chord pad
+        out += 0.2 * np.sin(2 * np.pi * root * 2 ** (step / 12) * t + k)
+    return (0.5 * out / (np.abs(out).max() or 1)).astype(np.float32)
 
 
 def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: bool = True) -> Path:
@@ -137,8 +189,8 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
             split = "validation" if rank < n_valid else "testing" if rank < n_valid + n_test else "training"
             spk = speaker_id(v.name)
             speakers.append(dict(spk_id=spk, domain=family, voice=v.name, split=split))
-            for word in spec.words:
-                for take in range(spec.takes):
+            for word in spec.all_words:
+                for take in range(spec.takes_of(word)):
                     rel = f"{word}/{spk}_nohash_{take}.wav"
                     jobs.append((engine, v, word, take, rel, int(rng.integers(2**31))))
                     if split != "training":
@@ -149,9 +201,13 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
         r = np.random.default_rng(seed)
         jitter = 0.0 if take == 0 else float(r.uniform(-0.1, 0.1))
         x = engine.synthesize(v, word, spec.sample_rate, jitter)
-        write_audio(tmp / rel, fix_length(place_in_clip(x, n, r, spec.sample_rate), n), spec.sample_rate)
+        if take > 0 and spec.perturb:
+            from kws_okd.data.perturb import random_speaker_perturbation
+            x, _ = random_speaker_perturbation(x, spec.sample_rate, r)
+        clip = place_in_clip(x, n, r, spec.sample_rate, spec.noise_floor_dbfs)
+        write_audio(tmp / rel, fix_length(clip, n), spec.sample_rate)
 
-    for word in spec.words:
+    for word in spec.all_words:
         (tmp / word).mkdir()
     workers = workers or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(workers) as pool:

@@ -2,8 +2,10 @@
 
 Works for the real GSC v1/v2 download and for the embedded TTS corpus, which
 adds a ``speakers.csv`` mapping each speaker to its domain (synthesiser
-family). Tasks: ``35`` (every word is a class; 30 for v1) and ``12`` (ten
-keywords + ``_unknown_`` + ``_silence_`` cut from background noise).
+family) and may hold folders of the extra ``_unknown_`` words
+(:data:`~kws_okd.data.words.EXTRA_UNKNOWN_WORDS`). Tasks: ``35`` (every GSC word is a
+class; 30 for v1; extra words are left out) and ``12`` (ten keywords + ``_unknown_``,
+every other word, + ``_silence_`` cut from background noise).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from kws_okd.data.manifest import write_manifest
-from kws_okd.data.words import (BACKGROUND, GSC_V1_WORDS, GSC_V2_EXTRA, GSC_V2_WORDS,
-                                KEYWORDS_12, SILENCE, UNKNOWN)
+from kws_okd.data.words import (BACKGROUND, EXTRA_UNKNOWN_WORDS, GSC_V1_WORDS, GSC_V2_EXTRA,
+                                GSC_V2_WORDS, KEYWORDS_12, SILENCE, UNKNOWN)
 from kws_okd.errors import DataError
 from kws_okd.utils.atomic import write_json, write_text
 
@@ -59,7 +61,7 @@ def scan(root, words: tuple | None = None) -> list[Clip]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: data folder is empty (expected one folder per word)")
-    known = set(words or GSC_V2_WORDS)
+    known = set(words or GSC_V2_WORDS + EXTRA_UNKNOWN_WORDS)
     unknown = [p.name for p in folders if p.name not in known and p.name != BACKGROUND]
     if unknown:
         raise DataError(f"{root}: unknown word folder(s) {unknown}; known words: {sorted(known)}")
@@ -110,16 +112,21 @@ def class_names(task: str, version: int) -> list[str]:
 
 
 def prepare(root, out_dir, task: str = "35", ood_domains=(), train_domains=None,
-            seed: int = 0) -> dict:
+            seed: int = 0, unknown_ratio: float = 1.0) -> dict:
     """Write train/valid/test_id (and one test_ood_<domain>) manifests into ``out_dir``.
 
     Clips of ``ood_domains`` never appear in train or valid: the whole family is
-    held out, all of its clips form that domain's OOD test set.
+    held out, all of its clips form that domain's OOD test set. For the 12-class
+    task each split keeps as many ``_unknown_`` and ``_silence_`` clips as an average
+    keyword has, except train, which keeps ``unknown_ratio`` times as many
+    ``_unknown_`` (more of ordinary speech to reject).
     """
     root, out_dir = Path(root), Path(out_dir)
     clips = scan(root)
     version = detect_version(root)
     classes = class_names(task, version)
+    if str(task) == "35":
+        clips = [c for c in clips if c.word in classes]
     index = {c: i for i, c in enumerate(classes)}
     ood_domains = tuple(ood_domains or ())
     domains = sorted({c.domain for c in clips})
@@ -142,7 +149,8 @@ def prepare(root, out_dir, task: str = "35", ood_domains=(), train_domains=None,
             known = [r for r in rows if r["word"] != UNKNOWN]
             unk = [r for r in rows if r["word"] == UNKNOWN]
             per_class = max(1, len(known) // len(KEYWORDS_12))
-            keep = rng.permutation(len(unk))[:per_class]
+            n_unk = round(per_class * (unknown_ratio if split == "train" else 1.0))
+            keep = rng.permutation(len(unk))[:max(1, n_unk)]
             rows = known + [unk[i] for i in sorted(keep)]
             rows += _silence_rows(root, per_class, index[SILENCE], rng, split)
         sets["test_id" if split == "test" else split] = rows

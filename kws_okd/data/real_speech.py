@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from kws_okd.audio.io import fix_length, read_audio, write_audio
 from kws_okd.data.manifest import read_manifest, write_manifest
-from kws_okd.data.words import GSC_V2_WORDS
+from kws_okd.data.words import GSC_V2_WORDS, UNKNOWN
 from kws_okd.errors import AudioError, DataError
 from kws_okd.utils.atomic import atomic_path, write_json
 
@@ -106,19 +106,27 @@ ASTERISK_DIRS = (Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
 ASTERISK_CLIPS = {**{f"digits/{i}.wav": w for i, w in enumerate(
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))},
     "vm-no.wav": "no"}
+# The NATO alphabet, one word per prompt: real speech that is no GSC word. Used as
+# ``_unknown_`` clips when the classes have one (the 12-class task).
+NATO = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+        "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu")
+ASTERISK_NON_KEYWORDS = {f"phonetic/{w[0]}_p.wav": w for w in NATO}
 DEV_PACKAGES = "alsa-utils asterisk-core-sounds-en-wav"
-_DEV_VERSION = 2  # bump when the cutting changes, to rebuild old dev sets
+_DEV_VERSION = 3  # bump when the cutting changes, to rebuild old dev sets
 
 
-def _dev_sources() -> list[tuple[str, str, Path, str, str]]:
-    """``(domain, spk_id, path, word, clip name)`` for every installed source file."""
+def _dev_sources(with_unknown: bool = False) -> list[tuple[str, str, Path, str, str]]:
+    """``(domain, spk_id, path, word, clip name)`` for every installed source file (and
+    the non-keyword prompts too when ``with_unknown``)."""
     out = []
     for name, word in sorted(ALSA_CLIPS.items()):
         if (ALSA_DIR / name).is_file():
             out.append(("real_alsa", "alsa-utils", ALSA_DIR / name, word, Path(name).stem))
     seen = set()
+    clips = {**ASTERISK_CLIPS, **(ASTERISK_NON_KEYWORDS if with_unknown else {})}
     for d in ASTERISK_DIRS:
-        for name, word in sorted(ASTERISK_CLIPS.items()):
+        for name, word in sorted(clips.items()):
             p = d / name
             if p.is_file() and p.resolve() not in seen:
                 seen.add(p.resolve())
@@ -136,19 +144,20 @@ def build_real_dev(out_dir, classes: list[str], progress: bool = False) -> Path:
     """Write ``out_dir/real_dev.csv`` and its 16-kHz 1-s clips; return the CSV path.
 
     Evaluation only. ``label`` is the word's index in ``classes``; words not in
-    ``classes`` are left out. Reuses a complete earlier build (``real_dev.json``,
+    ``classes`` are ``_unknown_`` when there is such a class (the NATO-alphabet prompts
+    join them then), else left out. Reuses a complete earlier build (``real_dev.json``,
     written last, matches the classes and source files).
     """
     out_dir = Path(out_dir)
     csv, stamp, clip_dir = out_dir / "real_dev.csv", out_dir / "real_dev.json", out_dir / "real_dev"
-    sources = _dev_sources()
+    index = {c: i for i, c in enumerate(classes)}
+    sources = _dev_sources(with_unknown=UNKNOWN in index)
     if not sources:
         raise DataError(f"no real speech for the dev set: neither {ALSA_DIR} (alsa-utils) nor "
                         f"{ASTERISK_DIRS[0]} (asterisk-core-sounds-en-wav) is installed; "
                         f"install them with: sudo apt-get install -y --no-install-recommends "
                         f"{DEV_PACKAGES}")
-    index = {c: i for i, c in enumerate(classes)}
-    sources = [s for s in sources if s[3] in index]
+    sources = [s for s in sources if s[3] in index or UNKNOWN in index]
     if not sources:
         words = sorted(set(ALSA_CLIPS.values()) | set(ASTERISK_CLIPS.values()))
         raise DataError(f"none of the real dev words {words} is in the class list {list(classes)}")
@@ -184,8 +193,9 @@ def build_real_dev(out_dir, classes: list[str], progress: bool = False) -> Path:
         rel = f"real_dev/{clip_id}.wav"
         write_audio(out_dir / rel, fix_length(seg, n), sr)  # centred; centre-cropped if > 1 s
         cut_s[clip_id] = round(secs, 3)
+        label = index.get(word, index.get(UNKNOWN))
         rows.append(dict(ID=clip_id, wav=rel, duration=1.0, spk_id=spk, domain=domain,
-                         word=word, label=index[word], offset=0))
+                         word=word if word in index else UNKNOWN, label=label, offset=0))
         if progress:
             print(f"real dev: {clip_id:24s} {word:6s} cut {secs:.2f} s")
     if not rows:

@@ -21,7 +21,9 @@ def _prepare_gsc_layout(root, cfg) -> Path:
     out = Path(cfg.manifest_dir)
     want = dict(root=str(Path(root).resolve()), task=str(cfg.task),
                 ood_domains=list(cfg.get("ood_domains") or []),
-                train_domains=list(cfg.train_domains) if cfg.get("train_domains") else None)
+                train_domains=list(cfg.train_domains) if cfg.get("train_domains") else None,
+                unknown_ratio=float(cfg.get("unknown_ratio", 1.0)),
+                real_negatives=float(cfg.get("real_negatives", 0.0)))
     marker = out / "protocol.json"
     corpus_meta = Path(root) / "corpus.json"
     stamp = corpus_meta.read_text() if corpus_meta.exists() else ""
@@ -29,8 +31,16 @@ def _prepare_gsc_layout(root, cfg) -> Path:
         have = json.loads(marker.read_text())
         if all(have.get(k) == v for k, v in want.items()) and have.get("corpus_stamp") == stamp:
             return out
+    seed = int(cfg.get("split_seed", 0))
     info = gsc.prepare(root, out, task=want["task"], ood_domains=want["ood_domains"],
-                       train_domains=want["train_domains"], seed=int(cfg.get("split_seed", 0)))
+                       train_domains=want["train_domains"], seed=seed,
+                       unknown_ratio=want["unknown_ratio"])
+    if want["real_negatives"] > 0 and want["task"] == "12":
+        from kws_okd.data.negatives import add_real_negatives
+        n = add_real_negatives(out, want["real_negatives"], cfg.get("real_negative_folders"), seed=seed)
+        info["sets"]["train"] += n
+        info["real_negatives_added"] = n
+    info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"])
     info["corpus_stamp"] = stamp
     write_json(marker, info)
     return out

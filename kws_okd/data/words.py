@@ -14,3 +14,21 @@ KEYWORDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", 
 UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 BACKGROUND = "_background_noise_"
+
+# Other words the embedded corpus speaks so that ``_unknown_`` covers ordinary speech,
+# not only the 25 other GSC words: frequent English words, smart-speaker vocabulary,
+# first names, and near misses of the keywords (same vowel or onset, different word).
+# Homophones of a keyword ("know", "write") are left out: they sound like the keyword.
+EXTRA_UNKNOWN_WORDS = (
+    # frequent words
+    "the", "and", "that", "have", "with", "this", "from", "they", "what", "there",
+    "about", "would", "people", "because", "water", "morning", "today", "thanks",
+    "please", "hello", "okay", "maybe", "never", "always", "little", "number",
+    # devices and homes
+    "music", "volume", "phone", "weather", "lights", "open", "close", "play", "pause", "next",
+    # names
+    "john", "mary", "michael", "sarah", "david", "emma", "kevin", "anna", "robert", "lisa",
+    # near misses of the ten keywords
+    "yet", "less", "nope", "note", "cup", "us", "town", "dawn", "lift", "loft", "light",
+    "bright", "often", "of", "top", "stock", "step", "gold", "goat", "ago",
+)

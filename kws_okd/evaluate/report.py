@@ -120,7 +120,7 @@ def evaluate(models: dict[str, str | Path], data, out_dir, teacher: str | None =
         info = blob.get("info", {})
         res = dict(path=str(path), role=info.get("role"), method=info.get("method"),
                    params=info.get("params"), macs=info.get("macs"), seed=info.get("seed"),
-                   valid_acc=info.get("valid_acc"), sets={})
+                   valid_acc=info.get("valid_acc"), steps=info.get("steps"), sets={})
         for set_name, ds in datasets.items():
             mdir = Path(sets[set_name][0]).parent
             classes = read_classes(mdir / "classes.txt") if (mdir / "classes.txt").exists() else blob["classes"]

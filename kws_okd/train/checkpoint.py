@@ -55,3 +55,13 @@ def named_model_paths(specs) -> dict[str, str]:
         name, _, path = spec.rpartition("=")
         models[name or path] = path
     return models
+
+
+def set_stream_thresholds(path, thresholds: dict, **info) -> None:
+    """Store per-keyword detection thresholds (and how they were chosen) in a model file;
+    ``kws-okd stream`` uses them unless thresholds are given on the command line."""
+    path = Path(path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob["stream"] = dict(thresholds={k: float(v) for k, v in thresholds.items()}, **info)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)

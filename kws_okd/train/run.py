@@ -87,6 +87,9 @@ def train(cfg) -> Path:
     steps_per_epoch = len(train_set) // batch if train_kwargs["drop_last"] else -(-len(train_set) // batch)
     if distributed_launch():
         steps_per_epoch = max(1, steps_per_epoch // int(os.environ.get("WORLD_SIZE", 1)))
+    # A budget in optimiser steps (``steps=``) does not change with the data's size;
+    # it is rounded up to whole epochs, which validation and the LR schedule work in.
+    epochs = -(-int(cfg.steps) // steps_per_epoch) if cfg.get("steps") else int(cfg.epochs)
 
     net_cfg = cfg.teacher if cfg.role == "teacher" else cfg.student
     model_cfg = model_config(net_cfg)
@@ -110,14 +113,14 @@ def train(cfg) -> Path:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
 
     callbacks = build_callbacks(cfg)
-    counter = EpochCounter(int(cfg.epochs))
+    counter = EpochCounter(epochs)
     recoverables = {"student": student, "counter": counter, "rng": RNGState()}
     for owner in (objective, *callbacks):
         recoverables.update(getattr(owner, "recoverables", lambda: {})())
     clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
     hparams = dict(objective=objective, augment=augment, lr=float(cfg.optim.lr),
-                   epochs=int(cfg.epochs), warmup_epochs=int(cfg.optim.warmup_epochs),
+                   epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
     opt = cfg.optim
@@ -150,7 +153,8 @@ def train(cfg) -> Path:
             selection = final["selection"]
     student.eval()
     example = train_set.inputs[:1]
-    info = dict(role=cfg.role, method=method, seed=int(cfg.seed), epochs=int(cfg.epochs),
+    info = dict(role=cfg.role, method=method, seed=int(cfg.seed), epochs=epochs,
+                steps=epochs * steps_per_epoch, train_clips=len(train_set),
                 selection=selection, averaging=[type(cb).__name__ for cb in callbacks],
                 valid_acc=float(best.meta["acc"]) if best else None,
                 best_epoch=int(best.meta["epoch"]) if best else None,

@@ -1,0 +1,204 @@
+"""Long-audio evaluation of the default job: a validation recording to choose each
+keyword's threshold for a target false-alarm rate, and test recordings (clean and
+noisy) on which FRR at 0.5 / 1 / 2 false alarms per hour is measured.
+
+Recordings are composed by :func:`kws_okd.stream.longaudio.compose_long_audio` from
+a pool manifest written here:
+
+* **validation** (thresholds): keywords and synthetic non-keywords of the training
+  families' validation speakers, one half of the held-out real recordings
+  (klettres-data files never trained on), music;
+* **test**: keywords of the held-out synthesiser families (unseen voices) and the
+  real keyword clips of the dev set, as positives; synthetic non-keywords of those
+  families, the other half of the held-out real recordings, the real non-keyword
+  prompts of the dev set (NATO alphabet) and music, as negatives.
+
+Scores come from :func:`batch_trace`, which classifies every hop's window in batches:
+the same windows, posteriors and smoothing as :class:`~kws_okd.stream.engine.StreamEngine`
+(checked in the tests), fast enough to score many minutes per model inside ``make run``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws_okd.audio.io import read_audio, write_audio
+from kws_okd.data.manifest import read_manifest, write_manifest
+from kws_okd.data.words import SILENCE, UNKNOWN
+from kws_okd.stream.engine import Detection, StreamConfig, default_keywords, detect_trace
+from kws_okd.stream.longaudio import (compose_long_audio, match, operating_point, read_labels,
+                                      sweep)
+from kws_okd.utils.atomic import write_json
+
+FA_RATES = (0.5, 1.0, 2.0)
+
+
+# -- scoring ------------------------------------------------------------------------
+
+@torch.no_grad()
+def batch_trace(model, classes, wav, config: StreamConfig | None = None, sample_rate: int = 16000,
+                batch: int = 256):
+    """``(times, keyword scores, keywords, duration_s)`` as the streaming engine records
+    them: a window ending every hop from ``window_s`` on, softmax posteriors averaged
+    over the last ``smooth`` windows."""
+    config = config or StreamConfig()
+    x = wav if isinstance(wav, np.ndarray) else read_audio(wav, sample_rate, warn=False)
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    n = int(round(sample_rate * config.window_s))
+    hop = int(round(sample_rate * config.hop_ms / 1000))
+    keywords = list(config.keywords or default_keywords(classes))
+    kw = torch.tensor([list(classes).index(k) for k in keywords])
+    if len(x) < n:
+        return np.zeros(0), np.zeros((0, len(keywords)), np.float32), keywords, len(x) / sample_rate
+    windows = x.unfold(0, n, hop)   # window i ends at n + i * hop
+    posts = []
+    for i in range(0, len(windows), batch):
+        posts.append(model(windows[i:i + batch].contiguous()).double().softmax(-1))
+    p = torch.cat(posts)
+    c = torch.cat([torch.zeros(1, p.shape[1], dtype=p.dtype), p.cumsum(0)])
+    idx = torch.arange(len(p))
+    lo = (idx + 1 - config.smooth).clamp(min=0)
+    smoothed = (c[idx + 1] - c[lo]) / (idx + 1 - lo).unsqueeze(1)
+    times = (n + idx.numpy() * hop) / sample_rate
+    return times, smoothed[:, kw].float().numpy(), keywords, len(x) / sample_rate
+
+
+def choose_thresholds(times, scores, labels, keywords, duration_s: float, refractory_s: float,
+                      fa_per_hour: float = 1.0, floor: float = 0.5) -> dict[str, float]:
+    """Per keyword, the lowest threshold whose own false alarms on this recording stay
+    within an even share of ``fa_per_hour`` (at least ``floor``). On a recording of
+    minutes the share is below one alarm, so this is the lowest threshold with none:
+    just above the keyword's highest score away from its own occurrences."""
+    hours = duration_s / 3600
+    allowed = np.floor(fa_per_hour / len(keywords) * hours)
+    grid = np.unique(np.concatenate([np.linspace(floor, 0.98, 97), 1 - np.logspace(-1.7, -4, 24)]))
+    out = {}
+    for k, word in enumerate(keywords):
+        col = scores[:, k:k + 1]
+        chosen = float(grid[-1])
+        for thr in grid:
+            dets = detect_trace(times, col, [word], np.array([thr]), refractory_s)
+            if match(dets, labels, [word])["false_alarms"] <= allowed:
+                chosen = float(thr)
+                break
+        out[word] = round(chosen, 4)
+    return out
+
+
+def at_thresholds(times, scores, labels, keywords, duration_s, refractory_s, thresholds: dict) -> dict:
+    thr = np.array([thresholds.get(k, 0.7) for k in keywords])
+    m = match(detect_trace(times, scores, keywords, thr, refractory_s), labels, keywords)
+    return dict(frr=1 - m["hits"] / max(1, m["n_events"]), fa_per_hour=m["false_alarms"] / (duration_s / 3600),
+                false_alarms=m["false_alarms"], hits=m["hits"], n_events=m["n_events"],
+                latency_median_s=float(np.median(m["latencies"])) if m["latencies"] else None)
+
+
+def score_recording(model, classes, wav, config: StreamConfig, thresholds: dict | None = None) -> dict:
+    """FRR at each of :data:`FA_RATES` (one threshold for all keywords, best of a sweep),
+    the DET curve, and the result at per-keyword ``thresholds`` when given."""
+    labels = read_labels(Path(wav).with_suffix(".csv"))
+    times, scores, keywords, dur = batch_trace(model, classes, wav, config)
+    curve = sweep(times, scores, labels, keywords, dur, config.refractory_s)
+    out = dict(minutes=round(dur / 60, 2), n_events=curve[0]["n_events"], curve=curve,
+               frr_at={str(r): _frr(operating_point(curve, r)) for r in FA_RATES})
+    if thresholds:
+        out["per_keyword"] = at_thresholds(times, scores, labels, keywords, dur, config.refractory_s, thresholds)
+    return out
+
+
+def _frr(op):
+    return None if op is None else dict(frr=op["frr"], threshold=op["threshold"], fa_per_hour=op["fa_per_hour"],
+                                        latency_median_s=op["latency_median_s"])
+
+
+def calibrate(model, classes, wav, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
+    labels = read_labels(Path(wav).with_suffix(".csv"))
+    times, scores, keywords, dur = batch_trace(model, classes, wav, config)
+    return choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s, fa_per_hour)
+
+
+# -- recordings -----------------------------------------------------------------------
+
+def _pool_rows(manifests, keywords, n_fillers: int, rng) -> list[dict]:
+    """Keyword rows and ``n_fillers`` non-keyword word rows (no _silence_, no real
+    negatives: those enter the pool on their own)."""
+    rows = [r for m in manifests for r in read_manifest(m)
+            if r["word"] != SILENCE and r["domain"] != "real_speech"]
+    kws = [r for r in rows if r["word"] in keywords]
+    fill = [r for r in rows if r["word"] not in keywords]
+    pick = rng.permutation(len(fill))[:n_fillers]
+    return kws + [fill[i] for i in sorted(pick)]
+
+
+def _wav_rows(folder: Path, name: str, clips, word: str = UNKNOWN) -> list[dict]:
+    rows = []
+    for i, x in enumerate(clips):
+        rel = folder / f"{name}{i:04d}.wav"
+        write_audio(rel, np.asarray(x, dtype=np.float32), 16000)
+        rows.append(dict(ID=f"{name}/{i}", wav=str(rel.resolve()), duration=len(x) / 16000, spk_id=name,
+                         domain=name, word=word, label=0, offset=0))
+    return rows
+
+
+def _music_clips(noise_dir: Path, n: int, rng, seconds=(1.0, 3.0)) -> list[np.ndarray]:
+    path = Path(noise_dir) / "music.wav"
+    if not path.exists():
+        return []
+    x = read_audio(path, 16000, warn=False)
+    out = []
+    for _ in range(n):
+        m = int(rng.uniform(*seconds) * 16000)
+        s = int(rng.integers(0, max(1, len(x) - m)))
+        out.append(x[s:s + m])
+    return out
+
+
+def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None, real_dev_csv=None,
+                     minutes: float = 8.0, snrs=(None, 5.0), seed: int = 0) -> dict:
+    """Write ``valid.wav`` and ``test_clean.wav`` / ``test_snr<N>.wav`` (each with its
+    label CSV) into ``out_dir`` unless an earlier build with the same settings is there.
+    Returns ``{name: wav path}``."""
+    import json
+    manifests_dir, out_dir = Path(manifests_dir), Path(out_dir)
+    names = {"valid": None} | {("test_clean" if s is None else f"test_snr{s:g}"): s for s in snrs}
+    stamp = out_dir / "long_audio.json"
+    want = dict(manifests=str(manifests_dir.resolve()), minutes=minutes, snrs=list(snrs), seed=seed,
+                real=None if heldout_real is None else int(len(heldout_real)), version=1)
+    if stamp.exists() and json.loads(stamp.read_text()).get("settings") == want \
+            and all((out_dir / f"{n}.wav").exists() for n in names):
+        return {n: out_dir / f"{n}.wav" for n in names}
+    rng = np.random.default_rng(seed)
+    classes = (manifests_dir / "classes.txt").read_text().split()
+    keywords = default_keywords(classes)
+    proto = json.loads((manifests_dir / "protocol.json").read_text())
+    ood = [manifests_dir / f"{s}.csv" for s, t in proto["eval_sets"].items() if t == "ood"] \
+        or [manifests_dir / "test_id.csv"]
+    clips = out_dir / "clips"
+    real = [] if heldout_real is None else [np.asarray(w) for w in heldout_real]
+    half = len(real) // 2
+    n_fill = 300
+    pools = {
+        "valid": _pool_rows([manifests_dir / "valid.csv"], keywords, n_fill, rng)
+        + _wav_rows(clips, "real_valid", real[:half][:n_fill])
+        + _wav_rows(clips, "music_valid", _music_clips(corpus_noise_dir, n_fill // 3, rng)),
+        "test": _pool_rows(ood, keywords, n_fill, rng)
+        + _wav_rows(clips, "real_test", real[half:][:n_fill])
+        + _wav_rows(clips, "music_test", _music_clips(corpus_noise_dir, n_fill // 3, rng)),
+    }
+    if real_dev_csv is not None and Path(real_dev_csv).exists():
+        pools["test"] += read_manifest(real_dev_csv)   # real keywords and NATO words
+    out = {}
+    for name, snr in names.items():
+        pool = out_dir / f"pool_{name.split('_')[0]}.csv"
+        write_manifest(pool, pools[name.split("_")[0]])
+        info = compose_long_audio(pool, out_dir / f"{name}.wav", minutes=minutes, keywords=keywords,
+                                  noise_dir=None if snr is None else corpus_noise_dir, snr_db=snr,
+                                  seed=seed + (0 if name == "valid" else 1), keyword_share=0.35)
+        out[name] = out_dir / f"{name}.wav"
+        want[name] = dict(n_keywords=info["n_keywords"], n_fillers=info["n_fillers"])
+    write_json(stamp, {"settings": {k: v for k, v in want.items() if k in
+                                    ("manifests", "minutes", "snrs", "seed", "real", "version")},
+                       "recordings": {k: v for k, v in want.items() if k in names}})
+    return out

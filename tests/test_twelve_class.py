@@ -1,0 +1,73 @@
+"""The 12-class default: real-speech negatives, long-audio thresholds, batch scoring."""
+import numpy as np
+import pytest
+import torch
+
+from kws_okd.data import gsc
+from kws_okd.data.manifest import read_manifest
+from kws_okd.data.negatives import add_real_negatives
+from kws_okd.data.words import UNKNOWN
+from kws_okd.errors import DataError
+from kws_okd.evaluate.long_audio import at_thresholds, batch_trace, choose_thresholds
+from kws_okd.models import build_model
+from kws_okd.stream.engine import StreamConfig, StreamEngine
+
+
+def test_real_negatives_join_train_as_unknown(tiny_corpus, tmp_path):
+    gsc.prepare(tiny_corpus, tmp_path, task="12")
+    before = read_manifest(tmp_path / "train.csv")
+    per_class = sum(r["word"] == "yes" for r in before)
+    windows = torch.linspace(-0.5, 0.5, 16000).repeat(500, 1) * torch.rand(500, 1)
+    n = add_real_negatives(tmp_path, 1.5, windows=windows, seed=1)
+    after = read_manifest(tmp_path / "train.csv")
+    assert n == round(1.5 * per_class) and len(after) == len(before) + n
+    new = after[len(before):]
+    classes = (tmp_path / "classes.txt").read_text().split()
+    assert {r["word"] for r in new} == {UNKNOWN} and {r["label"] for r in new} == {classes.index(UNKNOWN)}
+    assert {r["domain"] for r in new} == {"real_speech"}
+    import soundfile as sf
+    x, sr = sf.read(new[0]["wav"], dtype="float32")
+    i = int(new[0]["ID"].split("/w")[1])
+    assert sr == 16000 and np.allclose(x, windows[i].numpy(), atol=1e-4)
+    # Validation and test sets stay synthetic.
+    assert "real_speech" not in {r["domain"] for r in read_manifest(tmp_path / "valid.csv")}
+
+
+def test_real_negatives_need_an_unknown_class(tiny_corpus, tmp_path):
+    gsc.prepare(tiny_corpus, tmp_path, task="35")
+    with pytest.raises(DataError, match="_unknown_ class"):
+        add_real_negatives(tmp_path, 1.0, windows=torch.zeros(10, 16000))
+
+
+def test_batch_trace_equals_the_streaming_engine():
+    torch.manual_seed(0)
+    classes = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", UNKNOWN, "_silence_"]
+    model = build_model("bcresnet1", num_classes=12).eval()
+    x = (0.1 * np.random.default_rng(0).standard_normal(16000 * 3)).astype(np.float32)
+    cfg = StreamConfig(hop_ms=40, smooth=3)
+    eng = StreamEngine(model, classes, cfg, record=True, threads=None)
+    for i in range(0, len(x), 1234):   # odd block sizes, as a live source
+        eng.feed(x[i:i + 1234])
+    t_eng, s_eng = eng.trace()
+    t, s, kws, dur = batch_trace(model, classes, x, cfg, batch=7)
+    assert kws == classes[:10] and dur == 3.0
+    assert np.allclose(t, t_eng) and len(t) == (48000 - 16000) // 640 + 1
+    assert np.abs(s - s_eng).max() < 1e-4
+
+
+def test_thresholds_sit_just_above_each_keywords_false_alarms():
+    # Two keywords, 10 s at 10 hops/s. "yes" occurs at 2.0-2.5 s (scores 0.9 there) and
+    # scores 0.62 at 6 s, away from any occurrence: a false alarm below 0.63.
+    times = np.arange(1, 101) / 10
+    scores = np.zeros((100, 2))
+    scores[(times >= 2.0) & (times <= 2.5), 0] = 0.9
+    scores[times == 6.0, 0] = 0.62
+    scores[times == 8.0, 1] = 0.55   # "no" never occurs: any firing is a false alarm
+    labels = [dict(start_s=2.0, end_s=2.5, word="yes")]
+    thr = choose_thresholds(times, scores, labels, ["yes", "no"], 10.0, 1.0, fa_per_hour=1.0)
+    assert 0.62 < thr["yes"] <= 0.63 and 0.55 < thr["no"] <= 0.56
+    res = at_thresholds(times, scores, labels, ["yes", "no"], 10.0, 1.0, thr)
+    assert res["hits"] == 1 and res["false_alarms"] == 0 and res["frr"] == 0.0
+    # At a flat 0.5 both stray peaks fire: 2 false alarms in 10 s = 720 per hour.
+    res = at_thresholds(times, scores, labels, ["yes", "no"], 10.0, 1.0, {"yes": 0.5, "no": 0.5})
+    assert res["false_alarms"] == 2 and res["fa_per_hour"] == pytest.approx(720.0)
