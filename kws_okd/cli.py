@@ -52,6 +52,14 @@ def _run(a):
                  reference_teachers=[t for t in a.reference_teachers.split(",") if t])
 
 
+STREAM_COMMANDS = ("stream", "eval-stream", "make-long-audio")
+
+
+def _command(argv) -> str | None:
+    """The sub-command named on the command line (the first word not starting with -)."""
+    return next((w for w in argv if not w.startswith("-")), None)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="kws-okd", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -89,20 +97,25 @@ def main(argv=None):
     c.add_argument("--methods", default="erm,kd,okd_real",
                    help="comma-separated; okd_real = OKD with real-audio x_ood, okd = the paper's "
                         "disruptive x_ood, okd_rnc = the room/noise/channel policy")
-    c.add_argument("--reference-teachers", default="resnet",
+    c.add_argument("--reference-teachers", default="",
                    help="comma-separated teachers trained only for comparison in the report ('' for none)")
     c.add_argument("--seeds", default="0")
     c.add_argument("--student", default="bcresnet1")
     c.set_defaults(fn=_run)
 
-    from kws_okd.data.shift import add_shift_command
-    from kws_okd.image_cli import add_image_commands
-    from kws_okd.export.cli import add_export_command
+    # Sub-command modules are imported only when needed: `kws-okd stream` must start in
+    # well under 2 s, and kws_okd.data.shift alone pulls in PyTorch, torchaudio and SciPy.
     from kws_okd.stream.cli import add_stream_commands
-    add_shift_command(sub)
-    add_image_commands(sub)
-    add_stream_commands(sub)
-    add_export_command(sub)
+    if _command(sys.argv[1:] if argv is None else argv) in STREAM_COMMANDS:
+        add_stream_commands(sub)
+    else:
+        from kws_okd.data.shift import add_shift_command
+        from kws_okd.export.cli import add_export_command
+        from kws_okd.image_cli import add_image_commands
+        add_shift_command(sub)
+        add_image_commands(sub)
+        add_stream_commands(sub)
+        add_export_command(sub)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

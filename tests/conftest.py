@@ -10,7 +10,9 @@ from kws_okd.data.corpus import CorpusSpec, build_corpus
 @pytest.fixture(scope="session")
 def tiny_spec():
     # Four extra _unknown_ words, and two takes of each keyword (the second perturbed).
+    # The four espeak/flite families (festival has its own tests: tests/test_tts_engines.py).
     return CorpusSpec(speakers_per_family=5, noise_seconds=3, seed=0,
+                      families=("espeak", "espeak_accent", "espeak_klatt", "flite"),
                       extra_words=("hello", "music", "john", "yet"), keyword_takes=2)
 
 

@@ -10,11 +10,11 @@ from kws_okd.data.manifest import read_manifest
 from kws_okd.data.words import EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS
 
 
-def test_default_spec_has_all_35_words_extra_unknown_words_and_four_families():
+def test_default_spec_has_all_35_words_extra_unknown_words_and_five_families():
     spec = CorpusSpec.sized("default")
     assert len(spec.words) == 35 and set(spec.words) == set(GSC_V2_WORDS)
     assert set(spec.all_words) == set(GSC_V2_WORDS) | set(EXTRA_UNKNOWN_WORDS)
-    assert set(spec.families) == {"espeak", "espeak_accent", "espeak_klatt", "flite"}
+    assert set(spec.families) == {"espeak", "espeak_accent", "festival", "espeak_klatt", "flite"}
     assert spec.takes_of("yes") == 3 and spec.takes_of("bed") == 1 and spec.takes_of("hello") == 1
 
 
@@ -23,8 +23,11 @@ def test_layout_is_gsc_v2(tiny_corpus, tiny_spec):
     words = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "_background_noise_")
     assert words == sorted(GSC_V2_WORDS + tiny_spec.extra_words)
     wavs = list(root.glob("*/*_nohash_*.wav"))
-    # 39 words x 1 take + 10 keywords x 1 more take, per speaker
-    assert len(wavs) == (35 + 4 + 10) * 5 * len(tiny_spec.families)
+    # Training families: 39 words x 1 take + 10 keywords x 1 more take, per speaker; the
+    # held-out families (espeak_klatt, flite) speak no extra word.
+    assert len(wavs) == ((35 + 4 + 10) * 2 + (35 + 10) * 2) * 5
+    hello = {c.domain for c in gsc.scan(root) if c.word == "hello"}
+    assert hello == {"espeak", "espeak_accent"}
     assert len(list(root.glob("yes/*_nohash_1.wav"))) == 5 * len(tiny_spec.families)
     for w in list(root.glob("yes/*.wav"))[:5]:
         info = sf.info(str(w))

@@ -179,10 +179,50 @@ def test_long_audio_is_deterministic_and_eval_reports(detector_model, long_recor
 def test_eval_stream_writes_report_and_det(detector_model, long_recording, tmp_path, monkeypatch):
     import kws_okd.train.checkpoint as ckpt
     monkeypatch.setattr(ckpt, "load_model", lambda p: (detector_model, {"classes": CLASSES}))
-    rep = evaluate_stream({"tiny": "unused.pt"}, long_recording["wav"], out_dir=tmp_path, config=CFG)
+    rep = evaluate_stream({"tiny": "unused.pt"}, long_recording["wav"], out_dir=tmp_path, config=CFG,
+                          runtime="torch")
     assert (tmp_path / "det.png").stat().st_size > 1000
     assert "FRR" in (tmp_path / "stream_report.md").read_text()
     assert rep["models"]["tiny"]["at_fa_per_hour"]["frr"] <= 0.2
+
+
+@pytest.fixture(scope="module")
+def fast_detector(detector_model, tmp_path_factory):
+    """The fast path (ONNX Runtime classifier + NumPy frames) of the test model, built and
+    checked against PyTorch as ``kws-okd stream`` builds its cache entries."""
+    from kws_okd.stream.fast import FastWindowModel, build_fast
+    folder = tmp_path_factory.mktemp("fast")
+    meta = build_fast(detector_model, CLASSES, folder)
+    assert meta["posterior_max_abs_diff"] <= 1e-4 and meta["windows_checked"] == 101
+    return FastWindowModel(folder)
+
+
+def test_fast_path_detects_like_torch_and_ignores_block_size(detector_model, fast_detector, long_recording):
+    audio = long_recording["audio"]
+    ref, (t_ref, s_ref) = run_blocks(detector_model, audio, 1600)
+    got, (t, s) = run_blocks(fast_detector, audio, 1600)
+    assert len(ref) >= 8 and [d[:2] for d in got] == [d[:2] for d in ref]
+    assert np.allclose([d.score for d in got], [d.score for d in ref], atol=1e-4)
+    assert np.array_equal(t, t_ref) and np.abs(s - s_ref).max() <= 1e-4
+    # Windows are classified in batches when a block completes several (one ONNX Runtime
+    # call); the batch must not change a bit: one hop per block, odd blocks, whole file.
+    eng = StreamEngine(fast_detector, CLASSES, CFG)
+    assert eng.max_batch > 1
+    for size in (640, 7919, len(audio)):
+        d2, (t2, s2) = run_blocks(fast_detector, audio, size)
+        assert d2 == got and np.array_equal(t2, t) and np.array_equal(s2, s)
+
+
+def test_eval_stream_defaults_to_the_fast_path(detector_model, fast_detector, long_recording, monkeypatch):
+    import kws_okd.stream.fast as fast
+    import kws_okd.train.checkpoint as ckpt
+    monkeypatch.setattr(ckpt, "load_model", lambda p: (detector_model, {"classes": CLASSES}))
+    monkeypatch.setattr(fast, "load_fast_model", lambda p, cache_dir=None, log=None: fast_detector)
+    reps = {rt: evaluate_stream({"tiny": "unused.pt"}, long_recording["wav"], config=CFG, **kw)
+            for rt, kw in (("fast", {}), ("torch", dict(runtime="torch")))}
+    assert reps["fast"]["runtime"] == "fast"
+    ops = {rt: r["models"]["tiny"]["at_threshold"] for rt, r in reps.items()}
+    assert ops["fast"] == ops["torch"] and ops["fast"]["hits"] >= 8
 
 
 class FakeInputStream:
@@ -279,3 +319,9 @@ def test_ring_buffer_and_resampler_invariance():
     rs = StreamResampler(22050, SR)
     parts = np.concatenate([rs(x[i:i + 123]) for i in range(0, len(x), 123)])
     assert np.array_equal(whole, parts)
+    # The low-pass is scipy's firwin Kaiser design, without importing scipy.signal.
+    from scipy.signal import firwin
+
+    from kws_okd.stream.resample import kaiser_lowpass
+    for n, cutoff in ((2 * 10 * 441 + 1, 1 / 441), (201, 1 / 3)):
+        assert np.abs(kaiser_lowpass(n, cutoff) - firwin(n, cutoff, window=("kaiser", 5.0))).max() < 1e-15

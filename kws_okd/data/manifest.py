@@ -29,7 +29,7 @@ def read_manifest(path) -> list[dict]:
                             f"{r.get('label')!r}/{r.get('offset')!r}") from None
         r["domain"] = r.get("domain") or "default"
         wav = Path(r["wav"])
-        r["wav"] = str(wav if wav.is_absolute() else (root / wav))
+        r["wav"] = str(wav if wav.is_absolute() else (root / wav).resolve())
     return rows
 
 

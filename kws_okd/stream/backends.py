@@ -1,5 +1,8 @@
 """What the streaming engine runs: a window model split into frame features and a
-window classifier, in PyTorch or ONNX Runtime, or a stateful model stepped per hop."""
+window classifier, in PyTorch or ONNX Runtime, or a stateful model stepped per hop.
+
+PyTorch is imported only by the PyTorch wrapper, so ONNX Runtime streaming starts
+without it (see :mod:`kws_okd.stream.fast`)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +10,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from kws_okd.errors import ConfigError
 from kws_okd.stream.features import FrameFeatures, frame_spec
@@ -17,8 +19,11 @@ class WindowModel(Protocol):
     """A classifier of fixed-length windows.
 
     ``incremental`` models expose ``frames(samples)`` (feature frames of raw samples,
-    see :class:`~kws_okd.stream.features.FrameFeatures`), ``edges(window)`` and
-    ``classify(frames)``; the others only ``classify_wave(window)``.
+    see :class:`~kws_okd.stream.features.FrameFeatures`) and ``classify(frames)``; the
+    others only ``classify_wave(window)``. Models with ``max_batch > 1`` also have
+    ``classify_batch(frames (B, F, n)) -> (B, classes)``, whose rows must not depend on
+    the batch they were computed in. ``runtime`` is ``"torch"`` (the engine then runs
+    PyTorch on its thread count) or another name.
     """
     sample_rate: int
     num_samples: int
@@ -43,6 +48,8 @@ class StatefulModel(Protocol):
 class TorchWindowModel:
     """A :class:`~kws_okd.models.registry.KWSNet` run window by window; incremental when
     its front-end is a log-mel/MFCC that :func:`frame_spec` understands."""
+    runtime = "torch"
+    max_batch = 1   # PyTorch convolutions may round differently with the batch size
 
     def __init__(self, model, sample_rate: int = 16000, window_s: float = 1.0):
         self.model = model.eval()
@@ -57,35 +64,44 @@ class TorchWindowModel:
         else:
             self.n_fft = self.hop = 0
 
-    @torch.no_grad()
     def classify(self, feats: np.ndarray) -> np.ndarray:
-        x = self.spec.norm(torch.from_numpy(feats).unsqueeze(0))
-        return self.model.backbone(x)[0].numpy()
+        import torch
+        with torch.no_grad():
+            x = self.spec.norm(torch.from_numpy(feats).unsqueeze(0))
+            return self.model.backbone(x)[0].numpy()
 
-    @torch.no_grad()
     def classify_wave(self, window: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(window).unsqueeze(0))[0].numpy()
+        import torch
+        with torch.no_grad():
+            return self.model(torch.from_numpy(window).unsqueeze(0))[0].numpy()
+
+
+def ort_session(path, threads: int = 1):
+    """A CPU ONNX Runtime session on ``threads`` intra-op threads (one by default: a
+    window is too little work to share)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxStreamModel:
     """The streaming export (``kws-okd export``): ``frames.onnx`` (samples -> raw feature
     frames) and ``classifier.onnx`` (raw frames of one window -> logits), described by
     ``stream.json``."""
+    runtime = "onnxruntime"
+    max_batch = 16
 
     def __init__(self, folder, threads: int = 1):
-        import onnxruntime as ort
         folder = Path(folder)
         meta_path = folder / "stream.json"
         if not meta_path.exists():
             raise ConfigError(f"{meta_path}: no streaming export here (run `kws-okd export` first)")
         meta = json.loads(meta_path.read_text())
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self._frames = ort.InferenceSession(str(folder / meta["frames"]), opts,
-                                            providers=["CPUExecutionProvider"])
-        self._clf = ort.InferenceSession(str(folder / meta["classifier"]), opts,
-                                         providers=["CPUExecutionProvider"])
+        self._frames = ort_session(folder / meta["frames"], threads)
+        self._clf = ort_session(folder / meta["classifier"], threads)
         self.classes = meta["classes"]
         self.sample_rate, self.num_samples = meta["sample_rate"], meta["num_samples"]
         self.n_fft, self.hop = meta["n_fft"], meta["hop"]
@@ -96,7 +112,10 @@ class OnnxStreamModel:
         return self._frames.run(None, {"samples": np.ascontiguousarray(samples, dtype=np.float32)})[0]
 
     def classify(self, feats: np.ndarray) -> np.ndarray:
-        return self._clf.run(None, {"frames": np.ascontiguousarray(feats[None], dtype=np.float32)})[0][0]
+        return self.classify_batch(feats[None])[0]
+
+    def classify_batch(self, feats: np.ndarray) -> np.ndarray:
+        return self._clf.run(None, {"frames": np.ascontiguousarray(feats, dtype=np.float32)})[0]
 
     def classify_wave(self, window: np.ndarray) -> np.ndarray:
         raise NotImplementedError  # always incremental

@@ -8,21 +8,22 @@ windows, compared with per-keyword thresholds, and a refractory period stops one
 utterance from firing twice.
 
 Work happens only at fixed absolute sample positions, with the same grouping of
-frames whatever the block sizes were, so block size cannot change detections.
+frames whatever the block sizes were, so block size cannot change detections. When a
+block completes several windows (file input), models that can (``max_batch > 1``,
+ONNX Runtime) classify them in one call; their per-window results do not depend on
+the batch (tested bit for bit), so neither do detections.
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from kws_okd.data.words import KEYWORDS_12
 from kws_okd.errors import ConfigError
 from kws_okd.stream.backends import as_window_model
-from kws_okd.stream.features import edge_pieces, edge_ranges
+from kws_okd.stream.features import edge_ranges
 from kws_okd.stream.ring import RingBuffer
 
 
@@ -92,8 +93,10 @@ class StreamEngine:
         self.cfg = cfg = config or StreamConfig()
         # One window is far too little work to share between threads; on a busy machine
         # extra threads only wait on each other (measured: ~25x slower under load).
+        # (PyTorch models; ONNX Runtime models fix their threads when they are built.)
         self.threads = threads
         self.model = as_window_model(model, sample_rate, cfg.window_s)
+        self._torch = getattr(self.model, "runtime", "torch") == "torch"
         self.classes = list(classes)
         self.sample_rate = sample_rate
         self.stateful = hasattr(self.model, "step")
@@ -119,6 +122,7 @@ class StreamEngine:
         # Incremental features need windows to start on the frame grid.
         self.incremental = (not self.stateful and self.model.incremental
                             and self.hop % self.model.hop == 0)
+        self.max_batch = 1 if self.stateful else max(1, int(getattr(self.model, "max_batch", 1)))
         extra = self.model.n_fft if self.incremental else 0
         self.ring = RingBuffer(self.num_samples + extra + self.hop)
         self.record = record
@@ -128,10 +132,12 @@ class StreamEngine:
     def reset(self):
         self.ring.reset()
         self.detector.reset()
-        self._posts: deque = deque(maxlen=self.cfg.smooth)
+        self._hist = np.zeros((self.cfg.smooth - 1, len(self.classes)))   # last posteriors
         self._next_eval = self.num_samples        # absolute sample index of the next window end
         self._frames = None       # frame ring (F, capacity), column = stream frame % capacity
         self._next_frame = None
+        self._edges = None
+        self.windows = 0          # windows classified since the start
         self.times: list[float] = []
         self.scores: list[np.ndarray] = []
         if self.stateful:
@@ -141,26 +147,31 @@ class StreamEngine:
     def feed(self, block) -> list[Detection]:
         """Push samples (mono float32 at ``sample_rate``); return detections they triggered."""
         x = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not (self.threads and self._torch):
+            return self._feed(x)
+        import torch
         prev = torch.get_num_threads()
-        if self.threads and prev != self.threads:
+        if prev != self.threads:
             torch.set_num_threads(self.threads)
         try:
             return self._feed(x)
         finally:
-            if self.threads and prev != self.threads:
+            if prev != self.threads:
                 torch.set_num_threads(prev)
 
     def _feed(self, x: np.ndarray) -> list[Detection]:
-        out, i = [], 0
+        out, i, pending = [], 0, []
         while i < len(x):
             take = min(len(x) - i, self._next_eval - self.ring.total)
             self.ring.write(x[i:i + take])
             i += take
             if self.ring.total == self._next_eval:
-                d = self._evaluate(self._next_eval)
+                pending.append((self._next_eval, self._window_input(self._next_eval)))
                 self._next_eval += self.hop
-                if d:
-                    out.append(d)
+                # Classify when the batch is full or this block completes no further window.
+                if len(pending) >= self.max_batch or len(x) - i < self._next_eval - self.ring.total:
+                    out += self._classify(pending)
+                    pending = []
         return out
 
     def run(self, blocks) -> list[Detection]:
@@ -170,53 +181,91 @@ class StreamEngine:
         return out
 
     # -- per-hop work ------------------------------------------------------------
-    def _evaluate(self, end: int) -> Detection | None:
+    def _window_input(self, end: int):
         start = end - self.num_samples
+        if self.incremental:
+            return self._window_frames(start, end)
+        return self.ring.read(start, end)   # a hop (stateful) or a whole window
+
+    def _classify(self, pending) -> list[Detection]:
+        m, ends = self.model, [e for e, _ in pending]
         if self.stateful:
-            logits = self.model.step(self.ring.read(start, end))
+            logits = m.step(pending[0][1])
             if logits is None:
-                return None
-        elif self.incremental:
-            logits = self.model.classify(self._window_frames(start, end))
+                return []
+            logits = np.asarray(logits, dtype=np.float64)[None]
+        elif len(pending) > 1:
+            logits = np.asarray(m.classify_batch(np.stack([v for _, v in pending])), dtype=np.float64)
         else:
-            logits = self.model.classify_wave(self.ring.read(start, end))
-        logits = np.asarray(logits, dtype=np.float64)
-        post = np.exp(logits - logits.max())
-        self._posts.append(post / post.sum())
-        smoothed = np.mean(self._posts, axis=0)[self.kw_index]
-        t = end / self.sample_rate
+            v = pending[0][1]
+            logits = np.asarray(m.classify(v) if self.incremental else m.classify_wave(v), dtype=np.float64)[None]
+        n = len(logits)
+        post = np.exp(logits - logits.max(axis=1, keepdims=True))
+        post /= post.sum(axis=1, keepdims=True)
+        # Moving average over the last ``smooth`` windows, summed oldest first whatever the
+        # batch (the order np.mean over a window list uses; zeros stand in before the
+        # start), so batching cannot change a bit.
+        hist = np.concatenate([self._hist, post])
+        acc = hist[:n].copy()
+        for k in range(1, self.cfg.smooth):
+            acc += hist[k:k + n]
+        count = np.minimum(np.arange(self.windows + 1, self.windows + 1 + n), self.cfg.smooth)
+        smoothed = acc[:, self.kw_index] / count[:, None]
+        self._hist = hist[n:]
+        self.windows += n
+        times = np.asarray(ends) / self.sample_rate
         if self.record:
-            self.times.append(t)
-            self.scores.append(smoothed.astype(np.float32))
-        return self.detector.update(t, smoothed)
+            self.times.extend(times.tolist())
+            self.scores.extend(smoothed.astype(np.float32))
+        out = []
+        for j in np.nonzero((smoothed >= self.detector.thr).any(axis=1))[0]:
+            d = self.detector.update(float(times[j]), smoothed[j])
+            if d:
+                out.append(d)
+        return out
 
     def _window_frames(self, start: int, end: int) -> np.ndarray:
+        """The raw feature frames (F, n_frames) of the window ``[start, end)``: interior
+        frames from the frame ring (each computed once, when its samples arrived), the
+        frames at both ends from the window's edge samples, reflect-padded as
+        ``center=True`` pads them."""
         m, hop, n_fft, pad = self.model, self.model.hop, self.model.n_fft, self.model.n_fft // 2
-        lo, hi = edge_ranges(n_fft, hop, self.num_samples)
+        if self._edges is None:
+            lo, hi = edge_ranges(n_fft, hop, self.num_samples)
+            # Sample offsets of the reflect-padded edge pieces (np.pad(.., mode="reflect")):
+            # left from the window start, right from the start of the window's tail.
+            head, tail = (lo - 1) * hop + n_fft - pad, self.num_samples - (hi + 1) * hop + pad
+            self._edges = (lo, hi, np.concatenate([np.arange(pad, 0, -1), np.arange(head)]),
+                           np.concatenate([np.arange(tail), tail - 2 - np.arange(pad)]), tail)
+        lo, hi, left, right, tail = self._edges
         first, last = start // hop + lo, start // hop + hi   # stream frames inside the window
         if self._next_frame is None or self._next_frame < first:
             self._next_frame = first
-        window = self.ring.read(start, end)
-        left, n_left, right, n_right = edge_pieces(n_fft, hop, window)
-        pieces = [left, right]
         new_from = self._next_frame
-        if new_from <= last:  # new frames: their samples all arrived by now
-            pieces.append(self.ring.read(new_from * hop - pad, last * hop - pad + n_fft))
+        n_new = last - new_from + 1       # new frames: their samples all arrived by now
         # One front-end call for all pieces (zero-padded to one length; the extra frames
         # are dropped): per-call overhead dominates this little work.
-        batch = np.zeros((len(pieces), max(len(p) for p in pieces)), dtype=np.float32)
-        for i, p in enumerate(pieces):
-            batch[i, :len(p)] = p
+        width = max(len(left), len(right), (n_new - 1) * hop + n_fft)
+        batch = np.zeros((3 if n_new > 0 else 2, width), dtype=np.float32)
+        self.ring.take(start + left, out=batch[0, :len(left)])
+        self.ring.take(end - tail + right, out=batch[1, :len(right)])
+        if n_new > 0:
+            batch[2, :(n_new - 1) * hop + n_fft] = self.ring.read(new_from * hop - pad, last * hop - pad + n_fft)
         out = m.frames(batch)
         if self._frames is None:
+            # Frame ring, kept twice over so that a window's interior frames are one slice.
             self._cap = last - first + 1 + self.hop // hop + 2
-            self._frames = np.zeros((out.shape[1], self._cap), dtype=np.float32)
-        if new_from <= last:
-            idx = np.arange(new_from, last + 1)
-            self._frames[:, idx % self._cap] = out[2, :, :len(idx)]
+            self._frames = np.zeros((out.shape[1], 2 * self._cap), dtype=np.float32)
+        cap = self._cap
+        if n_new > 0:
+            cols = np.arange(new_from, last + 1) % cap
+            new = out[2, :, :n_new]
+            self._frames[:, cols] = new
+            self._frames[:, cols + cap] = new
             self._next_frame = last + 1
-        mid = self._frames[:, np.arange(first, last + 1) % self._cap]
-        return np.concatenate([out[0, :, :n_left], mid, out[1, :, :n_right]], axis=1)
+        a = first % cap
+        return np.concatenate([out[0, :, :lo], self._frames[:, a:a + last - first + 1],
+                               out[1, :, :self.num_samples // hop - hi]], axis=1)
 
     # -- results ---------------------------------------------------------------
     def trace(self) -> tuple[np.ndarray, np.ndarray]:

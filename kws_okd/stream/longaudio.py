@@ -16,7 +16,7 @@ import numpy as np
 
 from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest
-from kws_okd.errors import DataError
+from kws_okd.errors import ConfigError, DataError
 from kws_okd.stream.engine import Detection, StreamConfig, StreamEngine, default_keywords, detect_trace
 from kws_okd.utils.atomic import atomic_path, write_json, write_text
 from kws_okd.utils.csvfile import read_csv, write_csv
@@ -178,12 +178,13 @@ def operating_point(curve: list[dict], fa_per_hour: float) -> dict | None:
 
 
 def stream_scores(model, classes, wav, config: StreamConfig, sample_rate: int = 16000):
-    """Run the engine over a file (in 0.1 s blocks, as a live source would) and return
-    (times, keyword scores, keywords, duration_s)."""
+    """Run the engine over a file and return (times, keyword scores, keywords,
+    duration_s). Block size does not change the scores; 1 s blocks let the fast path
+    classify many windows per call."""
     from kws_okd.stream.sources import file_blocks
     eng = StreamEngine(model, classes, config, sample_rate=sample_rate, record=True)
     n = 0
-    for blk in file_blocks(wav, sample_rate):
+    for blk in file_blocks(wav, sample_rate, block_s=1.0):
         n += len(blk)
         eng.feed(blk)
     times, scores = eng.trace()
@@ -211,33 +212,45 @@ def plot_det(curves: dict[str, list[dict]], path, title: str) -> None:
     plt.close(fig)
 
 
-def _runner(model, classes, runtime: str, tmp: Path):
-    """The model to stream: PyTorch, or its streaming ONNX export (several times faster;
-    the export refuses to write unless its posteriors match PyTorch within 1e-4)."""
+def _runner(path, runtime: str, tmp: Path, cache_dir=None):
+    """(model to stream, classes) for ``path``: the fast path (ONNX Runtime classifier,
+    cached per model file), the streaming ONNX export, or PyTorch. The ONNX paths are
+    checked against PyTorch (posteriors within 1e-4) before they are used; a model
+    without a frame-wise front-end streams with PyTorch."""
+    from kws_okd.train.checkpoint import load_model
+    if runtime == "fast":
+        from kws_okd.stream.fast import FastPathUnavailable, default_log, load_fast_model
+        try:
+            m = load_fast_model(path, cache_dir, log=default_log)
+            return m, m.classes
+        except FastPathUnavailable:
+            runtime = "torch"
+    model, blob = load_model(path)
     if runtime == "torch":
-        return model
+        return model, blob["classes"]
     from kws_okd.export.pipeline import export_streaming
     from kws_okd.stream.backends import OnnxStreamModel
-    info = export_streaming(model, classes, tmp)
-    return OnnxStreamModel(tmp) if info["available"] else model
+    info = export_streaming(model, blob["classes"], tmp)
+    return (OnnxStreamModel(tmp) if info["available"] else model), blob["classes"]
 
 
 def evaluate_stream(models: dict, wav, labels_path=None, out_dir=None, config: StreamConfig | None = None,
-                    fa_per_hour: float = 1.0, runtime: str = "torch") -> dict:
+                    fa_per_hour: float = 1.0, runtime: str = "fast", cache_dir=None) -> dict:
     """``models`` maps a display name to a ``model.pt``. Writes ``stream_report.json``,
-    ``stream_report.md`` and ``det.png`` into ``out_dir`` when given."""
+    ``stream_report.md`` and ``det.png`` into ``out_dir`` when given. ``runtime`` is
+    ``fast`` (default), ``onnx`` or ``torch`` (see :func:`_runner`)."""
     import tempfile
 
-    from kws_okd.train.checkpoint import load_model
+    if runtime not in ("fast", "onnx", "torch"):
+        raise ConfigError(f"runtime {runtime!r}: expected fast, onnx or torch")
     config = config or StreamConfig()
     wav = Path(wav)
     labels = read_labels(labels_path or wav.with_suffix(".csv"))
     results, curves = {}, {}
     for name, path in models.items():
-        model, blob = load_model(path)
         with tempfile.TemporaryDirectory() as tmp:
-            runner = _runner(model, blob["classes"], runtime, Path(tmp))
-            times, scores, keywords, duration = stream_scores(runner, blob["classes"], wav, config)
+            runner, classes = _runner(path, runtime, Path(tmp), cache_dir)
+            times, scores, keywords, duration = stream_scores(runner, classes, wav, config)
         curve = sweep(times, scores, labels, keywords, duration, config.refractory_s)
         op = operating_point(curve, fa_per_hour)
         fixed = next(c for c in sweep(times, scores, labels, keywords, duration, config.refractory_s,

@@ -4,7 +4,14 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
-from scipy.signal import firwin
+
+
+def kaiser_lowpass(numtaps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:
+    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))`` (cutoff relative to
+    Nyquist, unit gain at DC) in NumPy: importing scipy.signal costs a second of start-up."""
+    m = np.arange(numtaps) - (numtaps - 1) / 2
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
+    return h / h.sum()
 
 
 class StreamResampler:
@@ -24,7 +31,7 @@ class StreamResampler:
             return
         max_rate = max(self.up, self.down)
         n = 2 * half_taps * max_rate + 1
-        h = firwin(n, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        h = kaiser_lowpass(n, 1.0 / max_rate, 5.0) * self.up
         # Pad so every phase has the same number of taps.
         taps = -(-n // self.up)
         h = np.concatenate([h, np.zeros(taps * self.up - n)])

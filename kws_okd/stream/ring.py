@@ -38,6 +38,10 @@ class RingBuffer:
             return self._data[a:a + b].copy()
         return np.concatenate([self._data[a:], self._data[:a + b - self.capacity]])
 
+    def take(self, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Samples at absolute indices ``index`` (unchecked: the caller knows they are held)."""
+        return np.take(self._data, index, mode="wrap", out=out)
+
     def reset(self) -> None:
         self._data[:] = 0
         self.total = 0

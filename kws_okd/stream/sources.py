@@ -75,15 +75,32 @@ def stdin_blocks(rate: int, sample_rate: int = 16000, stream=None, block_s: floa
             yield rs(np.frombuffer(chunk[:usable], dtype="<i2").astype(np.float32) / 32768.0)
 
 
+def _device_arg(device):
+    """sounddevice takes an index (int) or a name substring; the command line gives text."""
+    if isinstance(device, str) and device.strip().lstrip("-").isdigit():
+        return int(device)
+    return device
+
+
+def _any_input(sd) -> bool:
+    try:
+        return any(d["max_input_channels"] > 0 for d in sd.query_devices())
+    except Exception:  # noqa: BLE001 (a broken PortAudio is reported by the caller)
+        return False
+
+
 def mic_blocks(sample_rate: int = 16000, block_s: float = 0.02, device=None,
-               duration_s: float | None = None, timeout_s: float = 5.0):
+               duration_s: float | None = None, timeout_s: float = 5.0, rate: int | None = None):
     """Blocks from an input device; runs until ``duration_s`` (or forever). The device is
-    asked for the model's rate directly (PortAudio/ALSA convert when they can); if it
-    refuses, its own default rate is used and resampled here."""
+    opened at ``rate`` when given, else at the model's rate (PortAudio/ALSA convert when
+    they can), else at the device's own default rate; other rates are resampled here.
+    A missing device or a refused rate raises :class:`DeviceError` with one clear line,
+    before any audio is read."""
     try:
         import sounddevice as sd
     except OSError as e:  # the PortAudio library itself is missing
         raise DeviceError(NO_DEVICE_HELP.format(why=f"PortAudio is not available: {e}")) from None
+    device = _device_arg(device)
 
     q: queue.Queue = queue.Queue()
     overflows = [0]
@@ -93,24 +110,47 @@ def mic_blocks(sample_rate: int = 16000, block_s: float = 0.02, device=None,
             overflows[0] += 1
         q.put(np.array(indata, dtype=np.float32, copy=True))
 
-    def open_stream(rate):
-        return sd.InputStream(samplerate=rate, blocksize=max(1, int(rate * block_s)), channels=1,
+    def open_stream(r):
+        return sd.InputStream(samplerate=r, blocksize=max(1, int(r * block_s)), channels=1,
                               dtype="float32", device=device, callback=callback)
 
-    rate = sample_rate
-    try:
-        try:
-            stream = open_stream(rate)
-        except sd.PortAudioError as e:
-            if "sample rate" not in str(e).lower():
-                raise
-            rate = int(sd.query_devices(device, "input")["default_samplerate"])
-            stream = open_stream(rate)
-    except (sd.PortAudioError, ValueError) as e:
-        raise DeviceError(NO_DEVICE_HELP.format(why=str(e).strip() or type(e).__name__)) from None
+    def rate_refused(e) -> bool:
+        return "sample rate" in str(e).lower()
 
-    return _drain(stream, q, StreamResampler(rate, sample_rate),
-                  None if duration_s is None else int(round(duration_s * rate)), timeout_s, overflows)
+    def describe():
+        info = sd.query_devices(device, "input")
+        return info["name"], int(info["default_samplerate"])
+
+    try:
+        first = int(rate or sample_rate)
+        try:
+            stream = open_stream(first)
+            opened = first
+        except sd.PortAudioError as e:
+            if not rate_refused(e):
+                raise
+            name, default = describe()
+            if rate or default == first:
+                hint = (f"its default rate is {default} Hz: try --rate {default}" if default != first
+                        else "choose a rate it supports with --rate")
+                raise DeviceError(f"the input device {name!r} does not support {first} Hz ({e}); "
+                                  f"{hint}") from None
+            try:
+                stream = open_stream(default)
+                opened = default
+            except sd.PortAudioError as e2:
+                if not rate_refused(e2):
+                    raise
+                raise DeviceError(f"the input device {name!r} supports neither {first} Hz nor its default "
+                                  f"{default} Hz ({e2}); choose a rate it supports with --rate") from None
+    except (sd.PortAudioError, ValueError) as e:
+        why = str(e).strip() or type(e).__name__
+        if device is None and not _any_input(sd):
+            why = f"PortAudio finds no input device: {why}"
+        raise DeviceError(NO_DEVICE_HELP.format(why=why)) from None
+
+    return _drain(stream, q, StreamResampler(opened, sample_rate),
+                  None if duration_s is None else int(round(duration_s * opened)), timeout_s, overflows)
 
 
 def _drain(stream, q, rs, limit, timeout_s, overflows):
