@@ -95,11 +95,21 @@ def at_thresholds(times, scores, labels, keywords, duration_s, refractory_s, thr
                 latency_median_s=float(np.median(m["latencies"])) if m["latencies"] else None)
 
 
+def trace(model, classes, wav, config: StreamConfig):
+    """The recorded score trace of ``wav``: through the streaming engine when ``model`` is a
+    fast streaming model (kws_okd/stream/fast.py: the default of ``kws-okd stream``, several
+    times faster than PyTorch here), else :func:`batch_trace` with PyTorch."""
+    if hasattr(model, "classify_batch"):
+        from kws_okd.stream.longaudio import stream_scores
+        return stream_scores(model, classes, wav, config)
+    return batch_trace(model, classes, wav, config)
+
+
 def score_recording(model, classes, wav, config: StreamConfig, thresholds: dict | None = None) -> dict:
     """FRR at each of :data:`FA_RATES` (one threshold for all keywords, best of a sweep),
     the DET curve, and the result at per-keyword ``thresholds`` when given."""
     labels = read_labels(Path(wav).with_suffix(".csv"))
-    times, scores, keywords, dur = batch_trace(model, classes, wav, config)
+    times, scores, keywords, dur = trace(model, classes, wav, config)
     curve = sweep(times, scores, labels, keywords, dur, config.refractory_s)
     out = dict(minutes=round(dur / 60, 2), n_events=curve[0]["n_events"], curve=curve,
                frr_at={str(r): _frr(operating_point(curve, r)) for r in FA_RATES})
@@ -115,7 +125,7 @@ def _frr(op):
 
 def calibrate(model, classes, wav, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
     labels = read_labels(Path(wav).with_suffix(".csv"))
-    times, scores, keywords, dur = batch_trace(model, classes, wav, config)
+    times, scores, keywords, dur = trace(model, classes, wav, config)
     return choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s, fa_per_hour)
 
 
