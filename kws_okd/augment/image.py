@@ -8,11 +8,12 @@ as a dict so tests and visualisations can check them) and ``apply(x, params)``.
 Models inside augmentations
 ---------------------------
 ``fgsm`` needs gradients of a network. Rather than building one, it is *bound* to the
-networks being trained: any augmentation module with a ``bind_models(student=...,
-teacher=...)`` method receives them from the trainer (see :func:`bind_models`, which
-walks nested policies such as ``one_of``). The bound networks are kept outside the
-module's registered children, so they are never moved, saved or trained through
-the augmentation. An unbound ``fgsm`` raises a ConfigError saying so.
+networks being trained: it declares ``needs_networks = True`` and the trainer's
+generic :func:`kws_okd.augment.registry.bind_networks` (which walks nested policies
+such as ``one_of``) calls its ``bind(student=..., teacher=...)``; the trainer knows
+nothing about images. The bound networks are kept outside the module's registered
+children, so they are never moved, saved or trained through the augmentation. An
+unbound ``fgsm`` raises a ConfigError saying so.
 """
 from __future__ import annotations
 
@@ -21,20 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws_okd.augment.disruptive import Mixup
-from kws_okd.augment.registry import register_augmentation
+from kws_okd.augment.registry import bind_networks, register_augmentation
 from kws_okd.errors import ConfigError
 
 
 def bind_models(augment, student=None, teacher=None):
-    """Give every model-driven transform inside ``augment`` the networks of this run.
-    Returns ``augment``; a no-op for ``None`` and for policies that need no model."""
-    if augment is None:
-        return None
-    modules = augment.modules() if isinstance(augment, nn.Module) else [augment]
-    for m in modules:
-        if hasattr(m, "bind_models"):
-            m.bind_models(student=student, teacher=teacher)
-    return augment
+    """Give every network-driven transform inside ``augment`` the networks of this run
+    (the generic :func:`~kws_okd.augment.registry.bind_networks`, kept under its old
+    name for callers binding by hand)."""
+    return bind_networks(augment, student=student, teacher=teacher)
 
 
 def _beta(alpha, n, like):
@@ -176,6 +172,8 @@ class FGSM(nn.Module):
     teacher is bound. The network is run in eval mode for the step (batch-norm
     statistics untouched) and no parameter gradient is accumulated."""
 
+    needs_networks = True  # bound by kws_okd.augment.registry.bind_networks
+
     def __init__(self, eps: float = 1e-3, model: str = "teacher"):
         super().__init__()
         if model not in ("teacher", "student"):
@@ -184,14 +182,17 @@ class FGSM(nn.Module):
         # A plain dict, not attributes: bound networks must not become submodules.
         self._bound: dict = {}
 
-    def bind_models(self, student=None, teacher=None):
+    def bind(self, student=None, teacher=None):
         self._bound = {"student": student, "teacher": teacher}
+
+    bind_models = bind  # the method's former name
 
     def network(self):
         net = self._bound.get(self.model) or self._bound.get("student")
         if net is None:
-            raise ConfigError("augment: fgsm needs a network; the trainer must call "
-                              "kws_okd.augment.image.bind_models(augment, student=..., teacher=...)")
+            raise ConfigError("augment: fgsm needs a network and none is bound; the trainer binds "
+                              "it (kws_okd.augment.registry.bind_networks), by hand call "
+                              "bind_models(augment, student=..., teacher=...)")
         return net
 
     def forward(self, x):

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kws_okd.data.manifest import read_classes, read_manifest, write_manifest
-from kws_okd.data.registry import register_data_kind, register_dataset
+from kws_okd.data.kinds import register_data_kind, register_dataset
 from kws_okd.errors import ConfigError, DataError
 from kws_okd.utils.atomic import write_json, write_text
 

@@ -1,23 +1,30 @@
 """Data registries: how a ``data.kind`` is prepared into manifests, and which dataset
 class reads the manifests of a modality (``protocol.json``'s ``modality``, default audio).
-Adding a data source is one decorated function; adding a modality one decorated class."""
+Adding a data source is one decorated function; adding a modality one decorated class.
+
+The tables themselves live in the leaf module :mod:`kws_okd.data.kinds`, into which
+:mod:`kws_okd.data.sources` and :mod:`kws_okd.data.images` register the built-in
+entries; this module imports those two the first time it looks something up
+(:func:`load_builtins`). No data module imports this one back, so the three import
+in any order."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from kws_okd.data.kinds import DATA_KINDS, DATASETS, register_data_kind, register_dataset  # noqa: F401
 from kws_okd.errors import ConfigError, DataError
-from kws_okd.utils.registry import Registry
 
-DATA_KINDS = Registry("data kind")
-DATASETS = Registry("dataset")
-register_data_kind = DATA_KINDS.register
-register_dataset = DATASETS.register
+
+def load_builtins() -> None:
+    """Register the built-in data kinds and dataset classes (idempotent)."""
+    import kws_okd.data.images  # noqa: F401  (image_folder and digits kinds, the image dataset)
+    import kws_okd.data.sources  # noqa: F401  (synth and gsc kinds, the audio dataset)
 
 
 def prepare_data(cfg, progress: bool = True) -> Path:
     """Run the preparation of ``cfg.kind``; return the folder of manifests it wrote."""
-    import kws_okd.data.sources  # noqa: F401  (registers the built-in kinds)
+    load_builtins()
     kind = cfg.get("kind")
     if kind not in DATA_KINDS:
         raise ConfigError(f"data.kind: unknown data kind {kind!r}; known: {sorted(DATA_KINDS)}")
@@ -32,7 +39,7 @@ def modality_of(manifest) -> str:
 
 
 def load_dataset(manifest, progress: bool = False):
-    import kws_okd.data.sources  # noqa: F401
+    load_builtins()
     modality = modality_of(manifest)
     if modality not in DATASETS:
         raise DataError(f"{manifest}: no dataset class for modality {modality!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from kws_okd.data import gsc
 from kws_okd.data.corpus import CorpusSpec, build_corpus
 from kws_okd.data.dataset import ManifestDataset
-from kws_okd.data.registry import register_data_kind, register_dataset
+from kws_okd.data.kinds import register_data_kind, register_dataset
 from kws_okd.errors import ConfigError
 from kws_okd.utils.atomic import write_json
 
@@ -58,6 +58,3 @@ def prepare_gsc(cfg, progress=True) -> Path:
         raise ConfigError("data.root: path to a Google Speech Commands folder is required "
                           "(e.g. data.root=/data/speech_commands_v0.02)")
     return _prepare_gsc_layout(Path(cfg.root), cfg)
-
-
-import kws_okd.data.images  # noqa: F401,E402  (image_folder and digits kinds, the image dataset)

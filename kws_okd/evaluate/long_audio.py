@@ -174,15 +174,19 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
     manifests_dir, out_dir = Path(manifests_dir), Path(out_dir)
     names = {"valid": None} | {("test_clean" if s is None else f"test_snr{s:g}"): s for s in snrs}
     stamp = out_dir / "long_audio.json"
+    # The manifests' own protocol (it records the corpus build) ties the recordings to the data.
+    proto_text = (manifests_dir / "protocol.json").read_text()
+    import hashlib
     want = dict(manifests=str(manifests_dir.resolve()), minutes=minutes, snrs=list(snrs), seed=seed,
-                real=None if heldout_real is None else int(len(heldout_real)), version=1)
+                real=None if heldout_real is None else int(len(heldout_real)), version=1,
+                protocol=hashlib.sha1(proto_text.encode()).hexdigest()[:16])
     if stamp.exists() and json.loads(stamp.read_text()).get("settings") == want \
             and all((out_dir / f"{n}.wav").exists() for n in names):
         return {n: out_dir / f"{n}.wav" for n in names}
     rng = np.random.default_rng(seed)
     classes = (manifests_dir / "classes.txt").read_text().split()
     keywords = default_keywords(classes)
-    proto = json.loads((manifests_dir / "protocol.json").read_text())
+    proto = json.loads(proto_text)
     ood = [manifests_dir / f"{s}.csv" for s, t in proto["eval_sets"].items() if t == "ood"] \
         or [manifests_dir / "test_id.csv"]
     clips = out_dir / "clips"
@@ -209,6 +213,6 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
         out[name] = out_dir / f"{name}.wav"
         want[name] = dict(n_keywords=info["n_keywords"], n_fillers=info["n_fillers"])
     write_json(stamp, {"settings": {k: v for k, v in want.items() if k in
-                                    ("manifests", "minutes", "snrs", "seed", "real", "version")},
+                                    ("manifests", "minutes", "snrs", "seed", "real", "version", "protocol")},
                        "recordings": {k: v for k, v in want.items() if k in names}})
     return out

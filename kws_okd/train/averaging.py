@@ -4,9 +4,13 @@ Each callback watches the student after every optimiser step, keeps its averagin
 state in SpeechBrain's checkpoints (so an interrupted run resumes with it) and, at
 the end of training, hands back the averaged weights with batch-norm statistics
 re-estimated on the training data; run.py saves those as ``model.pt`` instead of
-the best-validation checkpoint. The maths lives in :mod:`kws_okd.distill.averaging`;
-docs/averaging.md explains each schedule and how SWAD is adapted to per-epoch
-validation.
+the best-validation checkpoint, and validates them for ``train_summary.json``. The
+maths lives in :mod:`kws_okd.distill.averaging`; docs/averaging.md explains each
+schedule and how SWAD is adapted to per-epoch validation.
+
+Snapshots are taken of the plain student (:func:`~kws_okd.train.callbacks.unwrap`): under
+DDP ``brain.modules.student`` is the wrapper, whose keys carry a ``module.`` prefix the
+student that run.py saves does not have.
 """
 from __future__ import annotations
 
@@ -18,9 +22,21 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 
 from kws_okd.distill.averaging import ExponentialMean, LossValley, RunningMean, recompute_bn
 from kws_okd.errors import ConfigError
-from kws_okd.train.callbacks import Callback, register_callback
+from kws_okd.train.callbacks import Callback, register_callback, unwrap
 
 log = logging.getLogger(__name__)
+
+
+def accuracy(model, loader, device=None) -> float:
+    """Top-1 accuracy of ``model`` (as it is: put it in eval mode first) on a loader of
+    ``(x, y, ...)`` batches."""
+    correct = seen = 0
+    with torch.no_grad():
+        for batch in loader:
+            x, y = batch[0].to(device), batch[1].to(device)
+            correct += int((model(x).argmax(-1) == y).sum())
+            seen += len(y)
+    return correct / max(1, seen)
 
 
 @register_checkpoint_hooks
@@ -68,6 +84,15 @@ class AveragingCallback(Callback):
         self.first_step = None
         self.last_step = None
 
+    @staticmethod
+    def student(brain):
+        """The student being trained, outside any DDP wrapper."""
+        return unwrap(brain.modules.student)
+
+    @staticmethod
+    def epoch_of(brain, step) -> int:
+        return -(-int(step) // max(1, int(brain.hparams.steps_per_epoch)))
+
     # -- schedule -------------------------------------------------------------------
     def resolve_start(self, brain) -> int:
         if self.start_step is not None:
@@ -92,15 +117,27 @@ class AveragingCallback(Callback):
         self.first_step, self.last_step = state["first_step"], state["last_step"]
 
     # -- the final model ----------------------------------------------------------------
-    def finalize(self, brain, train_loader, averaged: dict, selection: str) -> dict:
-        student = brain.modules.student
+    def candidate(self, brain, averaged: dict, bn_loader):
+        """A copy of the student holding ``averaged``, in eval mode, with its batch-norm
+        statistics re-estimated on ``bn_loader`` (when ``bn_recompute`` and a loader is
+        given). Returns ``(model, refitted)``."""
+        student = self.student(brain)
+        like = student.state_dict()
         model = copy.deepcopy(student)
-        model.load_state_dict({k: v.to(student.state_dict()[k].device) for k, v in averaged.items()})
-        if self.bn_recompute and recompute_bn(model, train_loader, device=brain.device):
-            selection += "; batch-norm statistics re-estimated on the training data"
+        model.load_state_dict({k: v.to(like[k].device) for k, v in averaged.items()})
+        refitted = bool(self.bn_recompute and bn_loader is not None
+                        and recompute_bn(model, bn_loader, device=brain.device))
         model.eval()
+        return model, refitted
+
+    def finalize(self, brain, train_loader, averaged: dict, selection: str,
+                 epoch: int | None = None) -> dict:
+        model, refitted = self.candidate(brain, averaged,
+                                         train_loader if train_loader is not None else self.bn_loader)
+        if refitted:
+            selection += "; batch-norm statistics re-estimated on the training data"
         return {"state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                "selection": selection}
+                "selection": selection, "epoch": epoch}
 
 
 @register_callback("wakd")
@@ -118,7 +155,7 @@ class WAKDAveraging(AveragingCallback):
     def on_train_step(self, brain):
         step = int(brain.global_step)
         if step > self.resolve_start(brain) and step > self.seen_step:
-            self.mean.update(brain.modules.student)
+            self.mean.update(self.student(brain))
             self.mark(step)
 
     def on_fit_end(self, brain, train_loader):
@@ -126,10 +163,11 @@ class WAKDAveraging(AveragingCallback):
             log.warning("%s: no step after the start step; keeping the best-validation checkpoint",
                         self.label)
             return None
-        like = brain.modules.student.state_dict()
+        like = self.student(brain).state_dict()
         sel = (f"{self.label}: uniform mean of the student's weights over steps {self.first_step}-"
                f"{self.last_step} ({self.mean.count} snapshots)")
-        return self.finalize(brain, train_loader, self.mean.result(like), sel)
+        return self.finalize(brain, train_loader, self.mean.result(like), sel,
+                             self.epoch_of(brain, self.last_step))
 
     def state_dict(self):
         return {**super().state_dict(), "mean": self.mean.state_dict()}
@@ -157,10 +195,11 @@ class EMAAveraging(WAKDAveraging):
     def on_fit_end(self, brain, train_loader):
         if self.mean.count == 0:
             return None
-        like = brain.modules.student.state_dict()
+        like = self.student(brain).state_dict()
         sel = (f"EMA (decay {self.decay}) of the student's weights over steps {self.first_step}-"
                f"{self.last_step}")
-        return self.finalize(brain, train_loader, self.mean.result(like), sel)
+        return self.finalize(brain, train_loader, self.mean.result(like), sel,
+                             self.epoch_of(brain, self.last_step))
 
 
 @register_callback("sma")
@@ -168,11 +207,13 @@ class SMAAveraging(WAKDAveraging):
     """SMA (Arpit et al.): a running mean from ``start``; at each validation the current
     mean is a candidate and the candidate with the best validation accuracy is kept.
 
-    The candidate is scored on the validation loader when the Brain exposes one
-    (``brain.valid_loader``), with its averaged batch-norm statistics (re-estimating
-    them every epoch would cost a pass over the training data). Without it the score
-    falls back to the student's own validation accuracy at that epoch; the selection
-    string says which rule was used."""
+    The candidate itself is scored on the validation loader the trainer gives
+    (``set_loaders``), after its batch-norm statistics are re-estimated on the
+    ``bn_loader`` (one forward pass over the training data per epoch; with
+    ``bn_recompute: false`` the averaged statistics are used). Without a validation
+    loader (unit tests driving the callback by hand) the score falls back to the
+    student's own validation accuracy at that epoch; the selection string says which
+    rule was used."""
 
     label = "SMA"
 
@@ -186,19 +227,14 @@ class SMAAveraging(WAKDAveraging):
         self.scored_by = None
 
     def score(self, brain, stats):
-        loader = getattr(brain, "valid_loader", None)
+        loader = self.valid_loader
         if loader is None:
             return float(stats["acc"]), "the student's validation accuracy at that epoch"
-        model = copy.deepcopy(brain.modules.student)
-        model.load_state_dict(self.mean.result(model.state_dict()))
-        model.eval()
-        correct = seen = 0
-        with torch.no_grad():
-            for batch in loader:
-                x, y = batch[0].to(brain.device), batch[1].to(brain.device)
-                correct += int((model(x).argmax(-1) == y).sum())
-                seen += len(y)
-        return correct / max(1, seen), "the averaged model's validation accuracy"
+        like = self.student(brain).state_dict()
+        model, refitted = self.candidate(brain, self.mean.result(like), self.bn_loader)
+        how = ("batch-norm statistics re-estimated on the training data" if refitted
+               else "averaged batch-norm statistics")
+        return accuracy(model, loader, brain.device), f"the averaged model's validation accuracy ({how})"
 
     def on_valid_end(self, brain, stats, epoch):
         if self.mean.count == 0:
@@ -212,12 +248,12 @@ class SMAAveraging(WAKDAveraging):
     def on_fit_end(self, brain, train_loader):
         if self.best is None:
             return None
-        like = brain.modules.student.state_dict()
+        like = self.student(brain).state_dict()
         best = {k: self.best[k].to(like[k].dtype) for k in like}
         sel = (f"SMA: running mean of the student's weights from step {self.first_step}, snapshot after "
                f"epoch {self.best_epoch} ({self.best_count} snapshots) chosen by {self.scored_by} "
                f"(best {100 * self.best_score:.1f} %, training domains)")
-        return self.finalize(brain, train_loader, best, sel)
+        return self.finalize(brain, train_loader, best, sel, self.best_epoch)
 
     def state_dict(self):
         return {**super().state_dict(), "best": self.best, "best_score": self.best_score,
@@ -269,7 +305,7 @@ class SWADAveraging(AveragingCallback):
         if self.detector.dead:
             self.seen_step = step  # keeps checkpoints ordered after the valley closed
         else:
-            self.segment.update(brain.modules.student)
+            self.segment.update(self.student(brain))
             self.mark(step)
 
     def on_valid_end(self, brain, stats, epoch):
@@ -322,13 +358,15 @@ class SWADAveraging(AveragingCallback):
             sel = (f"SWAD fallback: validation loss formed no valley, so the per-step snapshots of "
                    f"epochs {self.segment_epochs[start - 1] + 1 if start else 1}-{self.segment_epochs[-1]} "
                    f"(from the lowest validation loss on) were averaged ({self.valley.count} snapshots)")
-            return self.finalize(brain, train_loader, self.valley.result(brain.modules.student.state_dict()), sel)
+            return self.finalize(brain, train_loader, self.valley.result(self.student(brain).state_dict()),
+                                 sel, self.segment_epochs[-1])
         if self.valley.count == 0:
             return None
         first_epoch = self.segment_epochs[det.start - 1] + 1 if det.start else 1
         sel = (f"SWAD: mean of every per-step snapshot in the training-domain validation-loss valley, "
                f"epochs {first_epoch}-{self.segment_epochs[end]} ({how}; {self.valley.count} snapshots)")
-        return self.finalize(brain, train_loader, self.valley.result(brain.modules.student.state_dict()), sel)
+        return self.finalize(brain, train_loader, self.valley.result(self.student(brain).state_dict()),
+                             sel, self.segment_epochs[end])
 
     def state_dict(self):
         return {**super().state_dict(), "detector": self.detector.state_dict(),

@@ -8,6 +8,9 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
+from kws_okd.augment.registry import bind_networks
+from kws_okd.train.callbacks import unwrap
+
 
 class KWSBrain(sb.Brain):
     """``modules.student`` is trained; ``self.teacher`` (frozen, not a module of the
@@ -18,7 +21,9 @@ class KWSBrain(sb.Brain):
 
     Callbacks (see :mod:`kws_okd.train.callbacks`) are told of every optimiser step
     and every validation; objectives with a ``set_progress`` method (curricula) get
-    the fraction of training done before each step.
+    the fraction of training done before each step. Parts of the augmentation that
+    declare ``needs_networks`` are bound to the student and teacher
+    (:func:`kws_okd.augment.registry.bind_networks`).
     """
 
     def __init__(self, *args, teacher=None, **kwargs):
@@ -30,9 +35,11 @@ class KWSBrain(sb.Brain):
                 p.requires_grad_(False)
         if self.hparams.augment is not None:
             self.hparams.augment.to(self.device)
-            # Gradient-based augmentations (FGSM) need the networks they attack.
-            from kws_okd.augment.image import bind_models
-            bind_models(self.hparams.augment, student=self.modules.student, teacher=self.teacher)
+            # Augmentations that declare ``needs_networks`` (an adversarial step, say) get
+            # the networks; the plain student, not its DDP wrapper, whose forward would
+            # expect a backward through every parameter.
+            bind_networks(self.hparams.augment, student=unwrap(self.modules.student),
+                          teacher=self.teacher)
 
     def _wrap_distributed(self):
         """DDP for the trainable modules only (the teacher is not a module). SyncBatchNorm

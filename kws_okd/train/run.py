@@ -22,6 +22,7 @@ from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
 from kws_okd.train import averaging as _averaging  # noqa: F401  (wakd/swad/sma/ema callbacks)
+from kws_okd.train.averaging import accuracy
 from kws_okd.train.brain import KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
 from kws_okd.train.config import validate_config
@@ -41,6 +42,18 @@ def model_config(net_cfg) -> dict:
     cfg = OmegaConf.to_container(net_cfg, resolve=True)
     cfg.pop("label", None)
     return cfg
+
+
+def bn_refit_loader(dataset, batch_size: int, seed: int) -> DataLoader:
+    """Training batches for re-estimating batch-norm statistics: one shuffled order drawn
+    from ``seed`` alone (not the global RNG), the same on every pass, so each refit of a
+    run, a resumed run and every DDP rank see the same batches. The manifests are sorted
+    by class, so batches in file order would hold one or two classes each and give the
+    wrong running variance. A last partial batch is dropped, as in training (``update_bn``
+    weighs every batch equally)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=0,
+                      drop_last=len(dataset) > batch_size)
 
 
 def build_callbacks(cfg) -> list:
@@ -113,6 +126,11 @@ def train(cfg) -> Path:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
 
     callbacks = build_callbacks(cfg)
+    # Loaders a callback may use outside training: BN refits and scoring candidates.
+    refit_loader = bn_refit_loader(train_set, batch, int(cfg.seed))
+    valid_loader = DataLoader(valid_set, batch_size=batch, num_workers=0)
+    for cb in callbacks:
+        cb.set_loaders(bn_loader=refit_loader, valid_loader=valid_loader)
     counter = EpochCounter(epochs)
     recoverables = {"student": student, "counter": counter, "rng": RNGState()}
     for owner in (objective, *callbacks):
@@ -140,24 +158,30 @@ def train(cfg) -> Path:
     brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs,
               valid_loader_kwargs=valid_kwargs)
     train_seconds = clock.elapsed()  # before the recovery below moves the clock back
-    train_loader = DataLoader(train_set, batch_size=batch, shuffle=False)  # for BN refits
 
     # Keep the checkpoint that was best on training-domain validation accuracy, unless a
     # callback (weight averaging) provides the final weights itself.
     best = checkpointer.recover_if_possible(max_key="acc")
     selection = "best validation accuracy (training domains)"
+    raw_acc = float(best.meta["acc"]) if best else None
+    raw_epoch = int(best.meta["epoch"]) if best else None
+    valid_acc, best_epoch, replaced = raw_acc, raw_epoch, False
     for cb in callbacks:
-        final = cb.on_fit_end(brain, train_loader)
+        final = cb.on_fit_end(brain, refit_loader)
         if final is not None:
             student.load_state_dict(final["state_dict"])
-            selection = final["selection"]
+            selection, best_epoch, replaced = final["selection"], final.get("epoch"), True
     student.eval()
+    if replaced:  # validate the weights that are saved, not the checkpoint they replaced
+        valid_acc = accuracy(student, valid_loader, brain.device)
     example = train_set.inputs[:1]
+    # valid_acc and best_epoch describe the saved model; raw_best_* the best single
+    # checkpoint (the same model unless a callback averaged the weights).
     info = dict(role=cfg.role, method=method, seed=int(cfg.seed), epochs=epochs,
                 steps=epochs * steps_per_epoch, train_clips=len(train_set),
                 selection=selection, averaging=[type(cb).__name__ for cb in callbacks],
-                valid_acc=float(best.meta["acc"]) if best else None,
-                best_epoch=int(best.meta["epoch"]) if best else None,
+                valid_acc=valid_acc, best_epoch=best_epoch,
+                raw_best_valid_acc=raw_acc, raw_best_epoch=raw_epoch,
                 params=count_params(student), macs=count_macs(student, example=example),
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
     out = exp_dir / "model.pt"
