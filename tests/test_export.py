@@ -15,7 +15,7 @@ from kws_okd.export.pipeline import INT8_TOLERANCE, export_all
 from kws_okd.models import build_model
 from kws_okd.stream.backends import OnnxStreamModel
 from kws_okd.stream.engine import StreamConfig, StreamEngine
-from kws_okd.train.checkpoint import save_model
+from kws_okd.train.checkpoint import save_model, set_stream_thresholds
 
 SR = 16000
 CLASSES = ["low", "mid", "high", "_noise_"]
@@ -60,6 +60,8 @@ def exported(tmp_path_factory):
             model(torch.from_numpy(np.stack([clip(CLASSES[i % 4], rng) for i in range(32)])))
     model.eval()
     save_model(root / "model.pt", model, {"name": "bcresnet1"}, CLASSES, {"role": "student"})
+    set_stream_thresholds(root / "model.pt", {CLASSES[0]: 0.8125, CLASSES[1]: 0.9}, target_fa_per_hour=1.0,
+                          hop_ms=20.0, smooth=5, refractory_s=1.0, chosen_on="a validation recording")
     rows = []
     for i in range(32):
         w = CLASSES[i % len(CLASSES)]
@@ -141,6 +143,9 @@ def test_model_card(exported):
     assert "MACs" in md and "int8" in md and "d0" in md
     assert "int8 against float" in md and "batch 32" in md and "Faster: **" in md
     assert not list(out.glob(".*.tmp"))   # atomic writes leave no temporaries
+    # The detection thresholds stored in the model file travel into the card.
+    assert card["detection"]["thresholds"] == {CLASSES[0]: 0.8125, CLASSES[1]: 0.9}
+    assert "## Detection thresholds" in md and f"| {CLASSES[0]} | 0.8125 |" in md
 
 
 @pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"}])

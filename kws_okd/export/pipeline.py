@@ -83,7 +83,8 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
                 params=count_params(model), macs_per_inference=count_macs(model),
                 macs_note="backbone convolutions and linear layers per 1 s window; the front-end "
                           "(FFT in PyTorch, DFT-as-conv in the exports) is not counted",
-                tolerance=dict(onnx_fp32=TOLERANCE, int8=INT8_TOLERANCE), files={}, checks={})
+                tolerance=dict(onnx_fp32=TOLERANCE, int8=INT8_TOLERANCE), files={}, checks={},
+                detection=blob.get("stream"))
     card["checks"]["dft_frontend_vs_torchaudio_max_abs"] = check_frontend(model)
     with torch.no_grad():
         card["checks"]["export_net_vs_model_logits_max_abs"] = float((net(probe) - model(probe)).abs().max())
@@ -229,6 +230,15 @@ def render_card(c) -> str:
     lines += [f"- {k}: {v:.2f} ms" for k, v in lat.items() if k != "note"]
     if "int8_vs_fp32" in c:
         lines += render_int8_vs_fp32(c["int8_vs_fp32"])
+    det = c.get("detection")
+    if det and det.get("thresholds"):
+        lines += ["", "## Detection thresholds", "",
+                  f"Per keyword, on the smoothed posterior (hop {det.get('hop_ms', '?')} ms, smoothing "
+                  f"{det.get('smooth', '?')} windows, refractory {det.get('refractory_s', '?')} s); chosen for "
+                  f"{det.get('target_fa_per_hour', '?')} false alarms per hour on {det.get('chosen_on', '?')}. "
+                  "`kws-okd stream` uses them unless thresholds are given.", "",
+                  "| keyword | threshold |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in det["thresholds"].items()]
     lines.append("")
     return "\n".join(lines)
 
