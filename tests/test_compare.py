@@ -100,7 +100,7 @@ def test_each_method_picks_its_groups_in_both_recipes(method):
     compare = load_recipe("compare", [f"method={method}", "seed=1", "epochs=7"])
     for cfg in (student, compare):
         assert (cfg.distill.name, cfg.averaging.name, cfg.method_name) == (distill, averaging, method)
-    assert compare.exp_dir.endswith(f"compare/synth_default/e7/{method}/seed1")
+    assert compare.exp_dir.endswith(f"compare/synth_default_task12/e7/{method}/seed1")
 
 
 def test_compare_sweep_is_seven_methods_by_three_seeds():

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from kws_okd.utils.atomic import atomic_path
+from kws_okd.utils.plots import save_figure
 
 _FIELD = re.compile(r"(train|valid) (acc|loss): ([0-9.eE+-]+)")
 _EPOCH = re.compile(r"epoch: (\d+)")
@@ -44,10 +44,4 @@ def plot_curves(runs: dict, path, title: str = "learning curves") -> None:
                     label=f"{name} train")
     ax.set_xlabel("optimiser steps")
     ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, ax, path, title, legend_size=7)

@@ -15,23 +15,28 @@ from kws_okd.errors import ConfigError
 from kws_okd.stream.features import LOG_OFFSET, FrameSpec, frame_spec
 
 
+def dft_basis(spec) -> torch.Tensor:
+    """The windowed real DFT as a (2 * n_freqs, n_fft) float64 matrix: cosine rows, then
+    minus-sine rows."""
+    n, n_freqs = spec.n_fft, spec.n_fft // 2 + 1
+    k = torch.arange(n_freqs, dtype=torch.float64)[:, None]
+    t = torch.arange(n, dtype=torch.float64)[None, :]
+    ang = 2 * math.pi * k * t / n
+    w = spec.window.double()[None, :]
+    return torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w])
+
+
 class DFTFrames(nn.Module):
     """Raw samples (B, L) -> unnormalised feature frames (B, F, 1 + (L - n_fft) // hop),
     no padding: the streaming front-end, and the core of :class:`DFTFrontend`."""
 
     def __init__(self, spec: FrameSpec):
         super().__init__()
-        n, n_freqs = spec.n_fft, spec.n_fft // 2 + 1
-        k = torch.arange(n_freqs, dtype=torch.float64)[:, None]
-        t = torch.arange(n, dtype=torch.float64)[None, :]
-        ang = 2 * math.pi * k * t / n
-        w = spec.window.double()[None, :]
-        basis = torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w])   # (2*n_freqs, n)
-        self.register_buffer("basis", basis.float().unsqueeze(1))
+        self.register_buffer("basis", dft_basis(spec).float().unsqueeze(1))
         self.register_buffer("fb", spec.fb.T.contiguous())               # (n_mels, n_freqs)
         self.register_buffer("dct", spec.dct.T.contiguous() if spec.dct is not None else torch.zeros(0))
         self.has_dct = spec.dct is not None
-        self.n_freqs, self.hop, self.n_fft = n_freqs, spec.hop, n
+        self.n_freqs, self.hop, self.n_fft = spec.n_fft // 2 + 1, spec.hop, spec.n_fft
 
     def forward(self, x):
         y = nn.functional.conv1d(x.unsqueeze(1), self.basis, stride=self.hop)  # (B, 2*nf, T)

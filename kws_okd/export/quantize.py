@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kws_okd.export.frontend import dft_basis
 from kws_okd.stream.features import LOG_OFFSET, FrameSpec
 from kws_okd.utils.atomic import atomic_path
 
@@ -75,11 +76,7 @@ class Int8Frames(nn.Module):
     def __init__(self, spec: FrameSpec, weight_bits: int = 8, quantize: bool = True):
         super().__init__()
         n, n_freqs = spec.n_fft, spec.n_fft // 2 + 1
-        k = torch.arange(n_freqs, dtype=torch.float64)[:, None]
-        t = torch.arange(n, dtype=torch.float64)[None, :]
-        ang = 2 * math.pi * k * t / n
-        w = spec.window.double()[None, :]
-        basis = torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w]).T.contiguous().float()  # (n_fft, 2*nf)
+        basis = dft_basis(spec).T.contiguous().float()  # (n_fft, 2*nf)
         self.register_buffer("basis", basis)
         self.register_buffer("basis_scale", column_scales(basis, weight_bits))
         self.register_buffer("fb", spec.fb.contiguous())                                   # (nf, n_mels)

@@ -18,7 +18,8 @@ from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest
 from kws_okd.errors import ConfigError, DataError
 from kws_okd.stream.engine import Detection, StreamConfig, StreamEngine, default_keywords, detect_trace
-from kws_okd.utils.atomic import atomic_path, write_json, write_text
+from kws_okd.utils.atomic import write_json, write_text
+from kws_okd.utils.plots import save_figure
 from kws_okd.utils.csvfile import read_csv, write_csv
 
 LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source")
@@ -203,13 +204,7 @@ def plot_det(curves: dict[str, list[dict]], path, title: str) -> None:
     ax.set_xlabel("false alarms per hour")
     ax.set_ylabel("false rejection rate (%)")
     ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, ax, path, title)
 
 
 def _runner(path, runtime: str, tmp: Path, cache_dir=None):
