@@ -135,6 +135,7 @@ def test_default_stream_detections_equal_the_full_window_torch_model(student, ca
 def test_cache_entries_are_checked_keyed_by_the_model_file_and_atomic(student, tmp_path, monkeypatch):
     import kws_okd.stream.fast as fast
     from kws_okd.train.checkpoint import save_model
+    monkeypatch.delenv("KWS_OKD_CACHE", raising=False)   # entries next to the model, as by default
     model = tmp_path / "m.pt"
     model.write_bytes(student["model"].read_bytes())
     logs = []
