@@ -1,3 +1,4 @@
+import hashlib
 import warnings
 
 import numpy as np
@@ -5,6 +6,16 @@ import pytest
 import soundfile as sf
 
 from kws_okd.data.corpus import CorpusSpec, build_corpus
+
+
+def corpus_digest(root):
+    """One hash of a built corpus's files (names and bytes), its build stamp left out."""
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "corpus.json":
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,4 @@
 import csv
-import hashlib
 import os
 
 import soundfile as sf
@@ -8,6 +7,7 @@ from kws_okd.data import gsc
 from kws_okd.data.corpus import CorpusSpec, build_corpus
 from kws_okd.data.manifest import read_manifest
 from kws_okd.data.words import EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS
+from tests.conftest import corpus_digest
 
 
 def test_default_spec_has_all_35_words_extra_unknown_words_and_five_families():
@@ -60,27 +60,18 @@ def test_ood_protocol_holds_whole_families_out(tiny_corpus, tmp_path):
         assert csv.DictReader(f).fieldnames[:7] == ["ID", "wav", "duration", "spk_id", "domain", "word", "label"]
 
 
-def _digest(root):
-    h = hashlib.sha1()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "corpus.json":
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def test_deterministic_and_cached(tmp_path):
     spec = CorpusSpec(families=("espeak", "flite"), words=("yes", "no"), speakers_per_family=3,
                       noise_seconds=1, seed=3, extra_words=("hello",), keyword_takes=2)
     a = build_corpus(tmp_path / "a", spec, progress=False)
     b = build_corpus(tmp_path / "b", spec, progress=False)
-    assert _digest(a) == _digest(b)
+    assert corpus_digest(a) == corpus_digest(b)
     stamp = os.stat(a / "yes").st_mtime_ns
     build_corpus(tmp_path / "a", spec, progress=False)  # same settings: nothing rebuilt
     assert os.stat(a / "yes").st_mtime_ns == stamp
     spec2 = CorpusSpec(**{**spec.__dict__, "seed": 4})
     build_corpus(tmp_path / "a", spec2, progress=False)  # new settings: rebuilt
-    assert _digest(a) != _digest(b)
+    assert corpus_digest(a) != corpus_digest(b)
     assert not (tmp_path / "a.partial").exists()
 
 

@@ -1,4 +1,3 @@
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 from kws_okd.data import tts
 from kws_okd.data.corpus import CorpusSpec, build_corpus
 from kws_okd.data.tts import Festival, Voice, festival_voices, get_engine
+from tests.conftest import corpus_digest
 
 SR = 16000
 needs_festival = pytest.mark.skipif(not Festival.available(),
@@ -141,15 +141,6 @@ def test_festival_reports_errors_and_recovers(monkeypatch):
     assert np.abs(eng.synthesize(good, "yes", SR)).max() > 0.05
 
 
-def _digest(root):
-    h = hashlib.sha1()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "corpus.json":
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 @needs_festival
 def test_festival_corpus_is_deterministic_across_threads(tmp_path):
     small = {k: v for k, v in dict(extra_words=(), keyword_takes=0).items()
@@ -158,7 +149,7 @@ def test_festival_corpus_is_deterministic_across_threads(tmp_path):
                       takes=2, noise_seconds=1, seed=11, **small)
     a = build_corpus(tmp_path / "a", spec, workers=1, progress=False)
     b = build_corpus(tmp_path / "b", spec, workers=3, progress=False)
-    assert _digest(a) == _digest(b)
+    assert corpus_digest(a) == corpus_digest(b)
     assert len(list((a / "yes").glob("*_nohash_*.wav"))) == 3 * 2
 
 

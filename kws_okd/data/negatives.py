@@ -52,5 +52,5 @@ def add_real_negatives(manifest_dir, ratio: float, folders=None, seed: int = 0,
         write_audio(manifest_dir / rel, np.asarray(windows[i], dtype=np.float32), sample_rate)
         new.append(dict(ID=f"{DOMAIN}/w{i:05d}", wav=str((manifest_dir / rel).resolve()), duration=1.0,
                         spk_id=DOMAIN, domain=DOMAIN, word=UNKNOWN, label=unknown, offset=0))
-    write_manifest(train_csv, [dict(r, wav=r["wav"]) for r in rows] + new)
+    write_manifest(train_csv, rows + new)
     return len(new)

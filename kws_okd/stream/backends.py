@@ -87,11 +87,26 @@ def ort_session(path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxStreamModel:
+class OnnxWindowClassifier:
+    """An incremental window model whose classifier is an ONNX Runtime session ``_clf``
+    taking one or more windows' raw frames (``frames``) to logits."""
+    runtime = "onnxruntime"
+    incremental = True
+
+    def classify(self, feats: np.ndarray) -> np.ndarray:
+        return self.classify_batch(feats[None])[0]
+
+    def classify_batch(self, feats: np.ndarray) -> np.ndarray:
+        return self._clf.run(None, {"frames": np.ascontiguousarray(feats, dtype=np.float32)})[0]
+
+    def classify_wave(self, window: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # always incremental
+
+
+class OnnxStreamModel(OnnxWindowClassifier):
     """The streaming export (``kws-okd export``): ``frames.onnx`` (samples -> raw feature
     frames) and ``classifier.onnx`` (raw frames of one window -> logits), described by
     ``stream.json``."""
-    runtime = "onnxruntime"
     max_batch = 16
 
     def __init__(self, folder, threads: int = 1):
@@ -105,20 +120,11 @@ class OnnxStreamModel:
         self.classes = meta["classes"]
         self.sample_rate, self.num_samples = meta["sample_rate"], meta["num_samples"]
         self.n_fft, self.hop = meta["n_fft"], meta["hop"]
-        self.incremental = True
         self.pad = self.n_fft // 2
 
     def frames(self, samples: np.ndarray) -> np.ndarray:  # (B, L) -> (B, F, n)
         return self._frames.run(None, {"samples": np.ascontiguousarray(samples, dtype=np.float32)})[0]
 
-    def classify(self, feats: np.ndarray) -> np.ndarray:
-        return self.classify_batch(feats[None])[0]
-
-    def classify_batch(self, feats: np.ndarray) -> np.ndarray:
-        return self._clf.run(None, {"frames": np.ascontiguousarray(feats, dtype=np.float32)})[0]
-
-    def classify_wave(self, window: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # always incremental
 
 
 def as_window_model(model, sample_rate: int = 16000, window_s: float = 1.0):

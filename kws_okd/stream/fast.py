@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_okd.errors import ConfigError
-from kws_okd.stream.backends import ort_session
+from kws_okd.stream.backends import OnnxWindowClassifier, ort_session
 from kws_okd.stream.features import NumpyFrames
 
 FORMAT = "kws-okd-fast-stream/2"   # 2: carries the thresholds stored in model.pt
@@ -37,11 +37,9 @@ class FastPathUnavailable(ConfigError):
     """The model has no frame-wise front-end (e.g. a raw-waveform network)."""
 
 
-class FastWindowModel:
+class FastWindowModel(OnnxWindowClassifier):
     """A cache entry: ``classifier.onnx`` (raw frames of one window -> logits, batched),
     ``frontend.npz`` (window, mel filters, DCT) and ``fast.json``."""
-    runtime = "onnxruntime"
-    incremental = True
     max_batch = 25    # windows per ONNX Runtime call when a block completes several
 
     def __init__(self, folder, threads: int = 1):
@@ -65,14 +63,6 @@ class FastWindowModel:
         except Exception as e:  # noqa: BLE001 (onnxruntime raises its own types)
             raise ConfigError(f"{folder}: broken fast-stream cache entry ({e}); delete it") from None
 
-    def classify(self, feats: np.ndarray) -> np.ndarray:
-        return self.classify_batch(feats[None])[0]
-
-    def classify_batch(self, feats: np.ndarray) -> np.ndarray:
-        return self._clf.run(None, {"frames": np.ascontiguousarray(feats, dtype=np.float32)})[0]
-
-    def classify_wave(self, window: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # always incremental
 
 
 # -- the cache -------------------------------------------------------------------------
