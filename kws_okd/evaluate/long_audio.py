@@ -19,6 +19,8 @@ the same windows, posteriors and smoothing as :class:`~kws_okd.stream.engine.Str
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest, write_manifest
 from kws_okd.data.words import SILENCE, UNKNOWN
-from kws_okd.stream.engine import Detection, StreamConfig, default_keywords, detect_trace
+from kws_okd.stream.engine import StreamConfig, default_keywords, detect_trace
 from kws_okd.stream.longaudio import (compose_long_audio, match, operating_point, read_labels,
                                       sweep)
 from kws_okd.utils.atomic import write_json
@@ -170,13 +172,11 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
     """Write ``valid.wav`` and ``test_clean.wav`` / ``test_snr<N>.wav`` (each with its
     label CSV) into ``out_dir`` unless an earlier build with the same settings is there.
     Returns ``{name: wav path}``."""
-    import json
     manifests_dir, out_dir = Path(manifests_dir), Path(out_dir)
     names = {"valid": None} | {("test_clean" if s is None else f"test_snr{s:g}"): s for s in snrs}
     stamp = out_dir / "long_audio.json"
     # The manifests' own protocol (it records the corpus build) ties the recordings to the data.
     proto_text = (manifests_dir / "protocol.json").read_text()
-    import hashlib
     want = dict(manifests=str(manifests_dir.resolve()), minutes=minutes, snrs=list(snrs), seed=seed,
                 real=None if heldout_real is None else int(len(heldout_real)), version=1,
                 protocol=hashlib.sha1(proto_text.encode()).hexdigest()[:16])
@@ -203,16 +203,15 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
     }
     if real_dev_csv is not None and Path(real_dev_csv).exists():
         pools["test"] += read_manifest(real_dev_csv)   # real keywords and NATO words
-    out = {}
+    for split, rows in pools.items():
+        write_manifest(out_dir / f"pool_{split}.csv", rows)
+    out, recordings = {}, {}
     for name, snr in names.items():
-        pool = out_dir / f"pool_{name.split('_')[0]}.csv"
-        write_manifest(pool, pools[name.split("_")[0]])
-        info = compose_long_audio(pool, out_dir / f"{name}.wav", minutes=minutes, keywords=keywords,
+        info = compose_long_audio(out_dir / f"pool_{name.split('_')[0]}.csv", out_dir / f"{name}.wav",
+                                  minutes=minutes, keywords=keywords,
                                   noise_dir=None if snr is None else corpus_noise_dir, snr_db=snr,
                                   seed=seed + (0 if name == "valid" else 1), keyword_share=0.35)
         out[name] = out_dir / f"{name}.wav"
-        want[name] = dict(n_keywords=info["n_keywords"], n_fillers=info["n_fillers"])
-    write_json(stamp, {"settings": {k: v for k, v in want.items() if k in
-                                    ("manifests", "minutes", "snrs", "seed", "real", "version", "protocol")},
-                       "recordings": {k: v for k, v in want.items() if k in names}})
+        recordings[name] = dict(n_keywords=info["n_keywords"], n_fillers=info["n_fillers"])
+    write_json(stamp, {"settings": want, "recordings": recordings})
     return out

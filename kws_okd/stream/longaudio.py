@@ -19,8 +19,8 @@ from kws_okd.data.manifest import read_manifest
 from kws_okd.errors import ConfigError, DataError
 from kws_okd.stream.engine import Detection, StreamConfig, StreamEngine, default_keywords, detect_trace
 from kws_okd.utils.atomic import write_json, write_text
-from kws_okd.utils.plots import save_figure
 from kws_okd.utils.csvfile import read_csv, write_csv
+from kws_okd.utils.plots import save_figure
 
 LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source")
 
