@@ -53,22 +53,34 @@ def real_dev_set(manifests) -> dict:
     return sets
 
 
-def long_audio_eval(models: dict, manifests, out: Path, corpus_noise_dir, held_real, real_dev: dict,
+def corpus_noise_dir(data_cfg) -> Path:
+    """The corpus's background-noise folder (music, noise and near silence)."""
+    return Path(data_cfg.get("corpus_dir") or data_cfg.get("root")) / "_background_noise_"
+
+
+def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, minutes: float = 8.0) -> dict:
+    """The validation and test recordings (clean and 5 dB) every report scores, built once
+    per corpus and reused (kws_okd/evaluate/long_audio.py)."""
+    from kws_okd.evaluate.long_audio import build_long_audio
+    real_csv = next((v[0] for v in real_dev.values()), None)
+    if real_csv is not None:
+        real_csv = Path(real_csv).with_name("real_dev.csv")
+    return build_long_audio(manifests, corpus_noise, Path(manifests) / "long_audio", held_real,
+                            real_csv, minutes=minutes, snrs=(None, 5.0))
+
+
+def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real, real_dev: dict,
                     fa_per_hour: float = 1.0, minutes: float = 8.0) -> dict:
     """Per student: per-keyword thresholds chosen on the validation recording for
     ``fa_per_hour`` (stored in its model.pt), then FRR at 0.5/1/2 FA/h and at those
     thresholds on the clean and 5 dB test recordings (kws_okd/evaluate/long_audio.py)."""
-    from kws_okd.evaluate.long_audio import build_long_audio, calibrate, score_recording
+    from kws_okd.evaluate.long_audio import calibrate, score_recording
     from kws_okd.stream.engine import StreamConfig
     from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.stream.longaudio import plot_det
     from kws_okd.train.checkpoint import load_model, set_stream_thresholds
     cache_dir = Path(manifests) / "long_audio" / "fast_models"   # scratch: model.pt changes below
-    real_csv = next((v[0] for v in real_dev.values()), None)
-    if real_csv is not None:
-        real_csv = Path(real_csv).with_name("real_dev.csv")
-    recs = build_long_audio(manifests, corpus_noise_dir, Path(manifests) / "long_audio", held_real,
-                            real_csv, minutes=minutes, snrs=(None, 5.0))
+    recs = long_audio_recordings(manifests, corpus_noise, held_real, real_dev, minutes)
     cfg = StreamConfig()
     results = {}
     for name, path in models.items():
@@ -165,8 +177,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
         for name, a in teacher_agreement(models, "teacher", held).items():
             report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"])
     if long_audio_minutes and "_unknown_" in read_classes(Path(manifests) / "classes.txt"):
-        corpus_noise = Path(tcfg.data.get("corpus_dir") or tcfg.data.get("root")) / "_background_noise_"
-        for name, r in long_audio_eval(models, manifests, out, corpus_noise, held, real_dev,
+        for name, r in long_audio_eval(models, manifests, out, corpus_noise_dir(tcfg.data), held, real_dev,
                                        minutes=long_audio_minutes).items():
             kw = {rec: r[rec]["per_keyword"] for rec in ("test_clean", "test_snr5")}
             report["models"][name].update(

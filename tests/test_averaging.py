@@ -190,3 +190,48 @@ def test_end_to_end_train_saves_the_wakd_average(tiny_corpus, tmp_path):
     # the last step's weights differ from the average: the file is not the plain final model
     last = Recorder.snaps[-1][1]
     assert any(not torch.allclose(blob["state_dict"][k], last[k]) for k in last if last[k].is_floating_point())
+
+
+class Threshold(nn.Module):
+    """Predicts class 0 when its one weight exceeds 7, else class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.stack([x[:, 0] * 0 + self.w - 7.0, x[:, 0] * 0], dim=1)
+
+
+@pytest.mark.parametrize("label, chosen, value", [(0, "0.5", 8.0), (1, "0", 5.5)])
+def test_wakd_start_chosen_among_candidates_on_validation(label, chosen, value):
+    """Weights 1..10 over 10 steps: start 0 averages to 5.5, start 0.2 to 6.5, start 0.5
+    (steps 6..10) to 8. Class-0 labels reward a mean above 7; class-1 labels reward
+    5.5 and 6.5 equally, and the tie goes to the earlier start, which averages more."""
+    brain = fake_brain(5, 2)
+    brain.modules.student = Threshold()
+    cb = build_callback({"name": "wakd", "start_fraction": [0.5, 0.0, 0.2], "bn_recompute": False})
+    x = torch.ones(4, 1)
+    cb.set_loaders(bn_loader=None, valid_loader=[(x, torch.full((4,), label))])
+    out = drive(cb, brain, [1] * 5, 2)
+    assert out["state_dict"]["w"].item() == pytest.approx(value)
+    assert out["candidates"]["chosen"] == chosen
+    expect = {"0": 0.0, "0.2": 0.0, "0.5": 1.0} if label == 0 else {"0": 1.0, "0.2": 1.0, "0.5": 0.0}
+    assert {k: v for k, v in out["candidates"].items() if k != "chosen"} == expect
+    assert "start chosen among fractions" in out["selection"]
+
+
+def test_wakd_several_starts_need_a_validation_loader_and_a_matching_checkpoint(tmp_path):
+    from kws_okd.errors import ConfigError
+    cb = build_callback({"name": "wakd", "start_fraction": [0.0, 0.5], "bn_recompute": False})
+    brain = fake_brain(2, 2)
+    brain.modules.student = Threshold()
+    with pytest.raises(ConfigError, match="validation loader"):
+        drive(cb, brain, [1, 1], 2)
+    (state,) = cb.recoverables().values()
+    state._save(tmp_path / "two.ckpt")
+    one = build_callback({"name": "wakd", "start_step": 0})
+    with pytest.raises(ConfigError, match="holds 2 running means"):
+        next(iter(one.recoverables().values()))._load(tmp_path / "two.ckpt", True)
+    with pytest.raises(ConfigError, match="exclude"):
+        build_callback({"name": "wakd", "start_fraction": [0.1, 0.5], "start_step": 3})

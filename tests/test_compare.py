@@ -89,8 +89,11 @@ def test_compare_table_costs_and_differences(tmp_path):
 # -- the method group and the compare recipe ------------------------------------------------
 
 EXPECTED = {"erm": ("erm", "none"), "kd": ("kd", "none"), "okd": ("okd", "none"),
-            "wakd": ("wakd", "wakd"), "okd_wa": ("okd", "wakd"), "hard": ("hard", "none"),
-            "hard_okd": ("hard_okd", "none")}
+            "okd_real": ("okd", "none"), "okd_rnc": ("okd", "none"),
+            "wakd": ("wakd", "wakd"), "wakd_noavg": ("wakd", "none"), "okd_swad": ("okd", "swad"),
+            "okd_sma": ("okd", "sma"), "hard": ("hard", "none"), "hard_okd": ("hard_okd", "none"),
+            "ctkd": ("ctkd", "none"), "bdkd": ("bdkd", "none")}
+RUN_TAG = {"okd_real": "+real", "okd_rnc": "+rnc"}
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED))
@@ -101,9 +104,13 @@ def test_each_method_picks_its_groups_in_both_recipes(method):
     for cfg in (student, compare):
         assert (cfg.distill.name, cfg.averaging.name, cfg.method_name) == (distill, averaging, method)
     assert compare.exp_dir.endswith(f"compare/synth_default_task12/e7/{method}/seed1")
+    stepped = load_recipe("compare", [f"method={method}", "seed=1", "steps=300", "budget=s300"])
+    assert stepped.steps == 300 and stepped.exp_dir.endswith(f"compare/synth_default_task12/s300/{method}/seed1")
+    assert student.exp_dir.endswith(f"-{distill}{'' if averaging == 'none' else '+' + averaging}"
+                                    f"{RUN_TAG.get(method, '')}/seed1")
 
 
-def test_compare_sweep_is_seven_methods_by_three_seeds():
+def test_compare_sweep_is_thirteen_methods_by_three_seeds():
     sweep = OmegaConf.load(RECIPES / "kws" / "compare.yaml").hydra.sweeper.params
     methods = str(sweep.method).split(",")
     assert sorted(methods) == sorted(EXPECTED) and str(sweep.seed) == "0,1,2"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = (("id_acc", "ID"), ("ood_acc", "OOD families"), ("suite_acc", "shifted suite"))
+METRICS = (("id_acc", "ID"), ("ood_acc", "OOD families"), ("suite_acc", "shifted suite"),
+           ("real_acc", "real speech"), ("frr_1fa", "FRR @1 FA/h"))   # FRR: lower is better
 
 
 @dataclass
@@ -110,7 +111,7 @@ def render_markdown(table: dict, title: str, preamble: str = "", labels: dict | 
     lines = [f"# {title}", ""]
     if preamble:
         lines += [preamble, ""]
-    lines += ["Accuracy %, mean ± std over seeds:", "",
+    lines += ["Accuracy % (FRR %: lower is better), mean ± std over seeds:", "",
               "| method | seeds | " + " | ".join(h for _, h in present)
               + f" | train s | cost vs {labels.get(ref, ref)} |",
               "|---|---|" + "---|" * len(present) + "---|---|"]
@@ -169,7 +170,7 @@ def plot_comparison(table: dict, path, labels: dict | None = None, teacher: dict
             ax.hlines(100 * teacher[k], i - 0.45, i + 0.45, colors="k", linestyles="--",
                       label="teacher" if i == 0 else None)
     ax.set_xticks(np.arange(len(present)), [h for _, h in present])
-    ax.set_ylabel("accuracy % (mean ± std over seeds)")
+    ax.set_ylabel("% (mean ± std over seeds; FRR: lower is better)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

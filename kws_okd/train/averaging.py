@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
@@ -143,38 +144,102 @@ class AveragingCallback(Callback):
 @register_callback("wakd")
 class WAKDAveraging(AveragingCallback):
     """WAKD's schedule (Berezovskiy & Morozov, 2023): a uniform running mean of the
-    student's weights after every step from ``start`` to the end. Needs no validation."""
+    student's weights after every step from ``start`` to the end. Needs no validation.
+
+    ``start_fraction`` may be a list of candidates. One running mean is kept per
+    candidate (a copy of the weights each, updated every step), and at the end of
+    training the candidate whose average, after its batch-norm refit, scores best on the
+    training-domain validation loader is kept. WAKD's 10 % start assumes a student that
+    is already good (fine-tuned from pretrained weights); a student trained from scratch
+    is still far from its final weights there, and where the average should begin is a
+    question for validation data (docs/averaging.md)."""
 
     label = "WAKD"
 
-    def __init__(self, start_fraction: float = 0.1, start_step: int | None = None,
+    def __init__(self, start_fraction=0.1, start_step: int | None = None,
                  bn_recompute: bool = True):
-        super().__init__(start_fraction, start_step, bn_recompute)
-        self.mean = RunningMean()
+        fractions = ([float(f) for f in start_fraction]
+                     if isinstance(start_fraction, Sequence) and not isinstance(start_fraction, str)
+                     else [float(start_fraction)])
+        if not fractions:
+            raise ConfigError("averaging.start_fraction: an empty list of candidates")
+        for f in fractions:
+            super().__init__(f, start_step, bn_recompute)   # validates each candidate
+        if start_step is not None and len(fractions) > 1:
+            raise ConfigError("averaging: start_step and a list of start_fraction candidates exclude "
+                              "each other")
+        self.fractions = sorted(set(fractions))
+        self.start_fraction = self.fractions[0]
+        self.means = [RunningMean() for _ in self.fractions]
+        self.candidates: dict[str, float] = {}
+
+    @property
+    def mean(self):
+        return self.means[0]
+
+    def resolve_starts(self, brain) -> list[int]:
+        if self.start_step is not None:
+            return [self.start_step]
+        total = int(brain.hparams.epochs) * int(brain.hparams.steps_per_epoch)
+        return [int(f * total) for f in self.fractions]
 
     def on_train_step(self, brain):
         step = int(brain.global_step)
-        if step > self.resolve_start(brain) and step > self.seen_step:
-            self.mean.update(self.student(brain))
+        if step <= self.seen_step:
+            return
+        starts = self.resolve_starts(brain)
+        if step > min(starts):
+            for start, mean in zip(starts, self.means):
+                if step > start:
+                    mean.update(self.student(brain))
             self.mark(step)
+
+    def pick(self, brain) -> tuple[int, str]:
+        """Index of the candidate start with the best validation accuracy (ties: the
+        earlier start, which averages more) and the words for the selection string."""
+        if len(self.means) == 1:
+            return 0, ""
+        if self.valid_loader is None:
+            raise ConfigError("averaging.start_fraction: choosing among several starts needs the "
+                              "trainer's validation loader (set_loaders)")
+        like = self.student(brain).state_dict()
+        self.candidates = {}
+        for f, mean in zip(self.fractions, self.means):
+            if mean.count:
+                model, _ = self.candidate(brain, mean.result(like), self.bn_loader)
+                self.candidates[f"{f:g}"] = accuracy(model, self.valid_loader, brain.device)
+        best = max(self.candidates.values())
+        i = next(i for i, f in enumerate(self.fractions) if self.candidates.get(f"{f:g}") == best)
+        scores = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in self.candidates.items())
+        return i, f", start chosen among fractions on training-domain validation accuracy ({scores})"
 
     def on_fit_end(self, brain, train_loader):
         if self.mean.count == 0:
             log.warning("%s: no step after the start step; keeping the best-validation checkpoint",
                         self.label)
             return None
+        i, chosen = self.pick(brain)
+        mean = self.means[i]
         like = self.student(brain).state_dict()
-        sel = (f"{self.label}: uniform mean of the student's weights over steps {self.first_step}-"
-               f"{self.last_step} ({self.mean.count} snapshots)")
-        return self.finalize(brain, train_loader, self.mean.result(like), sel,
-                             self.epoch_of(brain, self.last_step))
+        first = self.last_step - mean.count + 1
+        sel = (f"{self.label}: uniform mean of the student's weights over steps {first}-"
+               f"{self.last_step} ({mean.count} snapshots{chosen})")
+        out = self.finalize(brain, train_loader, mean.result(like), sel, self.epoch_of(brain, self.last_step))
+        if self.candidates:
+            out["candidates"] = dict(self.candidates, chosen=f"{self.fractions[i]:g}")
+        return out
 
     def state_dict(self):
-        return {**super().state_dict(), "mean": self.mean.state_dict()}
+        return {**super().state_dict(), "means": [m.state_dict() for m in self.means]}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.mean.load_state_dict(state["mean"])
+        saved = state["means"] if "means" in state else [state["mean"]]
+        if len(saved) != len(self.means):
+            raise ConfigError(f"averaging: the checkpoint holds {len(saved)} running means, this run "
+                              f"expects {len(self.means)} (start_fraction changed?)")
+        for m, s in zip(self.means, saved):
+            m.load_state_dict(s)
 
 
 @register_callback("ema")
@@ -187,7 +252,7 @@ class EMAAveraging(WAKDAveraging):
                  start_step: int | None = None, bn_recompute: bool = True):
         super().__init__(start_fraction, start_step, bn_recompute)
         try:
-            self.mean = ExponentialMean(float(decay))
+            self.means = [ExponentialMean(float(decay))]
         except ValueError as e:
             raise ConfigError(f"averaging.decay: {e}") from None
         self.decay = float(decay)

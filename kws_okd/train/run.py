@@ -165,12 +165,13 @@ def train(cfg) -> Path:
     selection = "best validation accuracy (training domains)"
     raw_acc = float(best.meta["acc"]) if best else None
     raw_epoch = int(best.meta["epoch"]) if best else None
-    valid_acc, best_epoch, replaced = raw_acc, raw_epoch, False
+    valid_acc, best_epoch, replaced, candidates = raw_acc, raw_epoch, False, None
     for cb in callbacks:
         final = cb.on_fit_end(brain, refit_loader)
         if final is not None:
             student.load_state_dict(final["state_dict"])
             selection, best_epoch, replaced = final["selection"], final.get("epoch"), True
+            candidates = final.get("candidates", candidates)
     student.eval()
     if replaced:  # validate the weights that are saved, not the checkpoint they replaced
         valid_acc = accuracy(student, valid_loader, brain.device)
@@ -184,6 +185,8 @@ def train(cfg) -> Path:
                 raw_best_valid_acc=raw_acc, raw_best_epoch=raw_epoch,
                 params=count_params(student), macs=count_macs(student, example=example),
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
+    if candidates:   # averaging starts tried, with their validation accuracy
+        info["averaging_candidates"] = candidates
     out = exp_dir / "model.pt"
     if if_main_process():
         save_model(out, student, model_cfg, classes, info)
