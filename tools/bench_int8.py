@@ -36,7 +36,7 @@ from kws_okd.train.checkpoint import load_model, named_model_paths
 from kws_okd.utils.atomic import write_json
 
 SR = 16000
-MANIFESTS = Path("data/synth_default_manifests/task35")
+MANIFESTS = Path("data/synth_default_manifests/task12")
 VARIANTS = ("fp32", "int8", "int8+backbone", "backbone-only")
 
 
