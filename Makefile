@@ -30,7 +30,7 @@ run: setup
 test: setup
 	$(PY) -m pytest tests
 
-# The method comparison (13 methods x 3 seeds x 330 optimiser steps, 30 % of make run's
+# The method comparison (12 methods x 3 seeds x 330 optimiser steps, 30 % of make run's
 # budget; about 2 h on 2 CPU cores), using the teacher `make run` trained. Resumable: run
 # it again after an interruption. One row: COMPARE_ARGS="--methods kd".
 COMPARE_STEPS ?= 330

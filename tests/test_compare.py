@@ -110,10 +110,10 @@ def test_each_method_picks_its_groups_in_both_recipes(method):
                                     f"{RUN_TAG.get(method, '')}/seed1")
 
 
-def test_compare_sweep_is_thirteen_methods_by_three_seeds():
+def test_compare_sweep_is_twelve_methods_by_three_seeds():
     sweep = OmegaConf.load(RECIPES / "kws" / "compare.yaml").hydra.sweeper.params
     methods = str(sweep.method).split(",")
-    assert sorted(methods) == sorted(EXPECTED) and str(sweep.seed) == "0,1,2"
+    assert sorted(methods) == sorted(set(EXPECTED) - {"okd_real"}) and str(sweep.seed) == "0,1,2"
     tool = load_tool()
     assert tool.default_methods() == methods
     assert set(methods) <= set(tool.known_methods())
