@@ -71,3 +71,18 @@ def test_thresholds_sit_just_above_each_keywords_false_alarms():
     # At a flat 0.5 both stray peaks fire: 2 false alarms in 10 s = 720 per hour.
     res = at_thresholds(times, scores, labels, ["yes", "no"], 10.0, 1.0, {"yes": 0.5, "no": 0.5})
     assert res["false_alarms"] == 2 and res["fa_per_hour"] == pytest.approx(720.0)
+
+
+def test_sweep_reaches_thresholds_above_0999():
+    """A confident student: a stray negative at 0.9995 and the keyword at 0.99999. Only a
+    threshold between the two gives no false alarm; a grid that stops at 0.999 cannot."""
+    from kws_okd.stream.longaudio import operating_point, sweep
+    times = np.arange(1, 101) / 10
+    scores = np.zeros((100, 1))
+    scores[(times >= 2.0) & (times <= 2.5), 0] = 0.99999
+    scores[times == 6.0, 0] = 0.9995
+    labels = [dict(start_s=2.0, end_s=2.5, word="yes")]
+    op = operating_point(sweep(times, scores, labels, ["yes"], 10.0, 1.0), fa_per_hour=1.0)
+    assert op is not None and op["frr"] == 0.0 and 0.9995 < op["threshold"] <= 0.99999
+    assert operating_point(sweep(times, scores, labels, ["yes"], 10.0, 1.0,
+                                 thresholds=np.linspace(0.5, 0.999, 50)), 1.0) is None
