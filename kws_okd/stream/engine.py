@@ -235,9 +235,13 @@ class StreamEngine:
             # Sample offsets of the reflect-padded edge pieces (np.pad(.., mode="reflect")):
             # left from the window start, right from the start of the window's tail.
             head, tail = (lo - 1) * hop + n_fft - pad, self.num_samples - (hi + 1) * hop + pad
-            self._edges = (lo, hi, np.concatenate([np.arange(pad, 0, -1), np.arange(head)]),
-                           np.concatenate([np.arange(tail), tail - 2 - np.arange(pad)]), tail)
-        lo, hi, left, right, tail = self._edges
+            left = np.concatenate([np.arange(pad, 0, -1), np.arange(head)])
+            right = np.concatenate([np.arange(tail), tail - 2 - np.arange(pad)])
+            # Each piece is gathered from one contiguous read of the samples it spans (a
+            # wrap-around np.take on the ring costs more than the rest of the hop's NumPy).
+            self._edges = (lo, hi, left - left.min(), int(left.min()), int(np.ptp(left)) + 1,
+                           right - right.min(), int(right.min()), int(np.ptp(right)) + 1, tail)
+        lo, hi, left, left0, left_n, right, right0, right_n, tail = self._edges
         first, last = start // hop + lo, start // hop + hi   # stream frames inside the window
         if self._next_frame is None or self._next_frame < first:
             self._next_frame = first
@@ -247,8 +251,9 @@ class StreamEngine:
         # are dropped): per-call overhead dominates this little work.
         width = max(len(left), len(right), (n_new - 1) * hop + n_fft)
         batch = np.zeros((3 if n_new > 0 else 2, width), dtype=np.float32)
-        self.ring.take(start + left, out=batch[0, :len(left)])
-        self.ring.take(end - tail + right, out=batch[1, :len(right)])
+        a, b = start + left0, end - tail + right0
+        np.take(self.ring.read(a, a + left_n), left, out=batch[0, :len(left)])
+        np.take(self.ring.read(b, b + right_n), right, out=batch[1, :len(right)])
         if n_new > 0:
             batch[2, :(n_new - 1) * hop + n_fft] = self.ring.read(new_from * hop - pad, last * hop - pad + n_fft)
         out = m.frames(batch)
