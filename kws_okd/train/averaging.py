@@ -165,10 +165,8 @@ class WAKDAveraging(AveragingCallback):
             raise ConfigError("averaging.start_fraction: an empty list of candidates")
         for f in fractions:
             super().__init__(f, start_step, bn_recompute)   # validates each candidate
-        if start_step is not None and len(fractions) > 1:
-            raise ConfigError("averaging: start_step and a list of start_fraction candidates exclude "
-                              "each other")
-        self.fractions = sorted(set(fractions))
+        # An absolute start step overrides the fractions: one running mean, from there.
+        self.fractions = sorted(set(fractions)) if start_step is None else [fractions[0]]
         self.start_fraction = self.fractions[0]
         self.means = [RunningMean() for _ in self.fractions]
         self.candidates: dict[str, float] = {}
