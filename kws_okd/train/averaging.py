@@ -74,8 +74,7 @@ class AveragingCallback(Callback):
 
     def __init__(self, start_fraction: float = 0.1, start_step: int | None = None,
                  bn_recompute: bool = True):
-        if not 0.0 <= float(start_fraction) < 1.0:
-            raise ConfigError(f"averaging.start_fraction: must be in [0, 1), got {start_fraction}")
+        self.check_fraction(start_fraction)
         if start_step is not None and int(start_step) < 0:
             raise ConfigError(f"averaging.start_step: must be >= 0, got {start_step}")
         self.start_fraction = float(start_fraction)
@@ -94,13 +93,12 @@ class AveragingCallback(Callback):
     def epoch_of(brain, step) -> int:
         return -(-int(step) // max(1, int(brain.hparams.steps_per_epoch)))
 
-    # -- schedule -------------------------------------------------------------------
-    def resolve_start(self, brain) -> int:
-        if self.start_step is not None:
-            return self.start_step
-        total = int(brain.hparams.epochs) * int(brain.hparams.steps_per_epoch)
-        return int(self.start_fraction * total)
+    @staticmethod
+    def check_fraction(start_fraction) -> None:
+        if not 0.0 <= float(start_fraction) < 1.0:
+            raise ConfigError(f"averaging.start_fraction: must be in [0, 1), got {start_fraction}")
 
+    # -- schedule -------------------------------------------------------------------
     def mark(self, step: int) -> None:
         self.seen_step = step
         self.first_step = step if self.first_step is None else self.first_step
@@ -132,9 +130,11 @@ class AveragingCallback(Callback):
         return model, refitted
 
     def finalize(self, brain, train_loader, averaged: dict, selection: str,
-                 epoch: int | None = None) -> dict:
-        model, refitted = self.candidate(brain, averaged,
-                                         train_loader if train_loader is not None else self.bn_loader)
+                 epoch: int | None = None, built: tuple | None = None) -> dict:
+        """The final model from ``averaged``; ``built`` is its :meth:`candidate` when the
+        caller already made it (BN refit included), so it is not refitted twice."""
+        model, refitted = built or self.candidate(
+            brain, averaged, train_loader if train_loader is not None else self.bn_loader)
         if refitted:
             selection += "; batch-norm statistics re-estimated on the training data"
         return {"state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -164,12 +164,11 @@ class WAKDAveraging(AveragingCallback):
         if not fractions:
             raise ConfigError("averaging.start_fraction: an empty list of candidates")
         for f in fractions:
-            super().__init__(f, start_step, bn_recompute)   # validates each candidate
+            self.check_fraction(f)
         # An absolute start step overrides the fractions: one running mean, from there.
         self.fractions = sorted(set(fractions)) if start_step is None else [fractions[0]]
-        self.start_fraction = self.fractions[0]
+        super().__init__(self.fractions[0], start_step, bn_recompute)
         self.means = [RunningMean() for _ in self.fractions]
-        self.candidates: dict[str, float] = {}
 
     @property
     def mean(self):
@@ -192,39 +191,42 @@ class WAKDAveraging(AveragingCallback):
                     mean.update(self.student(brain))
             self.mark(step)
 
-    def pick(self, brain) -> tuple[int, str]:
-        """Index of the candidate start with the best validation accuracy (ties: the
-        earlier start, which averages more) and the words for the selection string."""
+    def pick(self, brain) -> tuple[int, dict, tuple | None]:
+        """Index of the candidate start whose average scores best on validation (ties: the
+        earlier start, which averages more), every candidate's score keyed by its fraction,
+        and the chosen candidate as :meth:`candidate` built it (None with one candidate)."""
         if len(self.means) == 1:
-            return 0, ""
+            return 0, {}, None
         if self.valid_loader is None:
             raise ConfigError("averaging.start_fraction: choosing among several starts needs the "
                               "trainer's validation loader (set_loaders)")
         like = self.student(brain).state_dict()
-        self.candidates = {}
-        for f, mean in zip(self.fractions, self.means):
+        scores, best, built = {}, None, None
+        for i, (f, mean) in enumerate(zip(self.fractions, self.means)):
             if mean.count:
-                model, _ = self.candidate(brain, mean.result(like), self.bn_loader)
-                self.candidates[f"{f:g}"] = accuracy(model, self.valid_loader, brain.device)
-        best = max(self.candidates.values())
-        i = next(i for i, f in enumerate(self.fractions) if self.candidates.get(f"{f:g}") == best)
-        scores = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in self.candidates.items())
-        return i, f", start chosen among fractions on training-domain validation accuracy ({scores})"
+                cand = self.candidate(brain, mean.result(like), self.bn_loader)
+                scores[f"{f:g}"] = accuracy(cand[0], self.valid_loader, brain.device)
+                if best is None or scores[f"{f:g}"] > scores[f"{self.fractions[best]:g}"]:
+                    best, built = i, cand
+        return best, scores, built
 
     def on_fit_end(self, brain, train_loader):
         if self.mean.count == 0:
             log.warning("%s: no step after the start step; keeping the best-validation checkpoint",
                         self.label)
             return None
-        i, chosen = self.pick(brain)
+        i, scores, built = self.pick(brain)
         mean = self.means[i]
         like = self.student(brain).state_dict()
-        first = self.last_step - mean.count + 1
-        sel = (f"{self.label}: uniform mean of the student's weights over steps {first}-"
-               f"{self.last_step} ({mean.count} snapshots{chosen})")
-        out = self.finalize(brain, train_loader, mean.result(like), sel, self.epoch_of(brain, self.last_step))
-        if self.candidates:
-            out["candidates"] = dict(self.candidates, chosen=f"{self.fractions[i]:g}")
+        chosen = "" if not scores else (
+            ", start chosen among fractions on training-domain validation accuracy ("
+            + ", ".join(f"{k}: {100 * v:.1f} %" for k, v in scores.items()) + ")")
+        sel = (f"{self.label}: uniform mean of the student's weights over steps "
+               f"{self.last_step - mean.count + 1}-{self.last_step} ({mean.count} snapshots{chosen})")
+        out = self.finalize(brain, train_loader, mean.result(like), sel, self.epoch_of(brain, self.last_step),
+                            built=built)
+        if scores:
+            out["candidates"] = dict(scores, chosen=f"{self.fractions[i]:g}")
         return out
 
     def state_dict(self):
