@@ -65,10 +65,10 @@ def recipe(method, seed, epochs, extra):
     return load_recipe("compare", [f"method={method}", f"seed={seed}", *budget, *extra])
 
 
-def train_all(methods, seeds, budget, extra, jobs: int = 1) -> None:
-    """Seed by seed (complete seeds come first), dearest method first within a seed."""
+def train_all(methods, seeds, budget: list[str], extra, jobs: int = 1) -> None:
+    """Seed by seed (complete seeds come first), dearest method first within a seed;
+    ``budget`` is :func:`budget_overrides`' list."""
     from kws_okd.train.sweep import train_runs
-    budget = budget if isinstance(budget, list) else [f"epochs={budget}"]
     order = [(m, s) for s in seeds for m in sorted(methods, key=lambda m: -COST_HINT.get(m, 1.0))]
     train_runs("compare", [[f"method={m}", f"seed={s}", *budget, *extra] for m, s in order], jobs=jobs)
 
@@ -110,12 +110,13 @@ def frr_cached(model_pt: Path, recording: Path, out_dir: Path) -> float:
     if cache.exists() and cache.stat().st_mtime >= model_pt.stat().st_mtime:
         r = json.loads(cache.read_text())
     else:
-        model, blob = load_model(model_pt)
-        try:
+        try:   # the path `kws-okd stream` takes; PyTorch only for models it cannot take
             model = load_fast_model(model_pt)
+            classes = model.classes
         except FastPathUnavailable:
-            pass
-        r = score_recording(model, blob["classes"], recording, StreamConfig())
+            model, blob = load_model(model_pt)
+            classes = blob["classes"]
+        r = score_recording(model, classes, recording, StreamConfig())
         r = {"recording": str(recording), "frr_at": r["frr_at"], "n_events": r["n_events"]}
         write_json(cache, r)
     op = r["frr_at"]["1.0"]
