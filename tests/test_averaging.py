@@ -221,6 +221,50 @@ def test_wakd_start_chosen_among_candidates_on_validation(label, chosen, value):
     assert "start chosen among fractions" in out["selection"]
 
 
+class Window(nn.Module):
+    """Predicts class 0 when its one weight is within 0.5 of 7, else class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.stack([x[:, 0] * 0 + 0.5 - (self.w - 7.0).abs(), x[:, 0] * 0], dim=1)
+
+
+@pytest.mark.parametrize("label, chosen, value, steps, epoch", [(0, "0.5", 7.0, "6-8", 4),
+                                                                 (1, "0", 5.5, "1-10", 5)])
+def test_sma_chooses_start_and_epoch_together_on_validation(label, chosen, value, steps, epoch):
+    """Weights 1..10 over 5 epochs of 2 steps. Start 0 gives means 1.5, 2.5, .. 5.5 at the
+    epoch ends; start 0.5 (steps 6..) gives 6, 7, 8 at epochs 3-5. Class-0 labels reward
+    only 7 (start 0.5 after epoch 4); class-1 labels reward every other candidate, and
+    the ties go to the latest epoch, then to the earlier start."""
+    brain = fake_brain(5, 2)
+    brain.modules.student = Window()
+    cb = build_callback({"name": "sma", "start_fraction": [0.5, 0.0], "bn_recompute": False})
+    x = torch.ones(4, 1)
+    cb.set_loaders(bn_loader=None, valid_loader=[(x, torch.full((4,), label))])
+    out = drive(cb, brain, [1] * 5, 2)
+    assert out["state_dict"]["w"].item() == pytest.approx(value)
+    assert out["candidates"]["chosen"] == chosen
+    assert f"steps {steps}," in out["selection"] and f"epoch {epoch} " in out["selection"]
+    assert {k: v for k, v in out["candidates"].items() if k != "chosen"} == {"0": float(label),
+                                                                           "0.5": 1.0}
+    assert cb.history["0.5"] == ({3: 0.0, 4: 1.0, 5: 0.0} if label == 0 else {3: 1.0, 4: 0.0, 5: 1.0})
+    # the choice survives a checkpoint round trip
+    fresh = build_callback({"name": "sma", "start_fraction": [0.0, 0.5]})
+    fresh.load_state_dict(cb.state_dict())
+    assert fresh.history == cb.history and fresh.best_start == cb.best_start
+    assert fresh.best_step == cb.best_step
+
+
+def test_sma_several_starts_need_a_validation_loader():
+    from kws_okd.errors import ConfigError
+    cb = build_callback({"name": "sma", "start_fraction": [0.0, 0.5], "bn_recompute": False})
+    with pytest.raises(ConfigError, match="validation loader"):
+        drive(cb, fake_brain(2, 2), [1, 1], 2)
+
+
 def test_wakd_several_starts_need_a_validation_loader_and_a_matching_checkpoint(tmp_path):
     from kws_okd.errors import ConfigError
     cb = build_callback({"name": "wakd", "start_fraction": [0.0, 0.5], "bn_recompute": False})

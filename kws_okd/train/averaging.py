@@ -272,42 +272,59 @@ class SMAAveraging(WAKDAveraging):
     """SMA (Arpit et al.): a running mean from ``start``; at each validation the current
     mean is a candidate and the candidate with the best validation accuracy is kept.
 
+    ``start_fraction`` may be a list, as for WAKD: one running mean per start, and at
+    each validation every started mean is a candidate, so validation chooses the start
+    and the end of the average together (ties go to the candidate that averaged more:
+    the later epoch, then the earlier start).
+
     The candidate itself is scored on the validation loader the trainer gives
     (``set_loaders``), after its batch-norm statistics are re-estimated on the
-    ``bn_loader`` (one forward pass over the training data per epoch; with
+    ``bn_loader`` (one forward pass over the training data per candidate and epoch; with
     ``bn_recompute: false`` the averaged statistics are used). Without a validation
-    loader (unit tests driving the callback by hand) the score falls back to the
+    loader (unit tests driving the callback by hand) a single start falls back to the
     student's own validation accuracy at that epoch; the selection string says which
     rule was used."""
 
     label = "SMA"
 
-    def __init__(self, start_fraction: float = 0.1, start_step: int | None = None,
+    def __init__(self, start_fraction=0.1, start_step: int | None = None,
                  bn_recompute: bool = True):
         super().__init__(start_fraction, start_step, bn_recompute)
         self.best: dict | None = None
         self.best_score = -1.0
         self.best_epoch = None
         self.best_count = 0
+        self.best_start = 0  # index into self.fractions
+        self.best_step = 0
         self.scored_by = None
+        self.history: dict[str, dict[int, float]] = {}  # fraction -> epoch -> score
 
-    def score(self, brain, stats):
+    def score(self, brain, stats, mean):
         loader = self.valid_loader
         if loader is None:
+            if len(self.means) > 1:
+                raise ConfigError("averaging.start_fraction: choosing among several starts needs "
+                                  "the trainer's validation loader (set_loaders)")
             return float(stats["acc"]), "the student's validation accuracy at that epoch"
         like = self.student(brain).state_dict()
-        model, refitted = self.candidate(brain, self.mean.result(like), self.bn_loader)
+        model, refitted = self.candidate(brain, mean.result(like), self.bn_loader)
         how = ("batch-norm statistics re-estimated on the training data" if refitted
                else "averaged batch-norm statistics")
         return accuracy(model, loader, brain.device), f"the averaged model's validation accuracy ({how})"
 
     def on_valid_end(self, brain, stats, epoch):
-        if self.mean.count == 0:
-            return
-        score, self.scored_by = self.score(brain, stats)
-        if score >= self.best_score:  # ties: the later candidate has averaged more
-            self.best = self.mean.result()
-            self.best_score, self.best_epoch, self.best_count = score, int(epoch), self.mean.count
+        # Later starts first, so that within one epoch an earlier start (more snapshots)
+        # wins a tie; across epochs the later epoch wins it.
+        for i in reversed(range(len(self.means))):
+            mean = self.means[i]
+            if mean.count == 0:
+                continue
+            score, self.scored_by = self.score(brain, stats, mean)
+            self.history.setdefault(f"{self.fractions[i]:g}", {})[int(epoch)] = score
+            if score >= self.best_score:
+                self.best = mean.result()
+                self.best_score, self.best_epoch, self.best_count = score, int(epoch), mean.count
+                self.best_start, self.best_step = i, int(brain.global_step)
         self.seen_step = max(self.seen_step, int(brain.global_step))
 
     def on_fit_end(self, brain, train_loader):
@@ -315,20 +332,33 @@ class SMAAveraging(WAKDAveraging):
             return None
         like = self.student(brain).state_dict()
         best = {k: self.best[k].to(like[k].dtype) for k in like}
-        sel = (f"SMA: running mean of the student's weights from step {self.first_step}, snapshot after "
-               f"epoch {self.best_epoch} ({self.best_count} snapshots) chosen by {self.scored_by} "
+        chosen = "" if len(self.means) == 1 else (
+            f", start {self.fractions[self.best_start]:g} chosen among "
+            + ", ".join(f"{f:g}" for f in self.fractions))
+        sel = (f"SMA: running mean of the student's weights over steps {self.best_step - self.best_count + 1}-{self.best_step}, snapshot after "
+               f"epoch {self.best_epoch} ({self.best_count} snapshots{chosen}) chosen by {self.scored_by} "
                f"(best {100 * self.best_score:.1f} %, training domains)")
-        return self.finalize(brain, train_loader, best, sel, self.best_epoch)
+        out = self.finalize(brain, train_loader, best, sel, self.best_epoch)
+        if len(self.means) > 1:
+            out["candidates"] = {f: max(h.values()) for f, h in self.history.items()}
+            out["candidates"]["chosen"] = f"{self.fractions[self.best_start]:g}"
+        return out
 
     def state_dict(self):
         return {**super().state_dict(), "best": self.best, "best_score": self.best_score,
-                "best_epoch": self.best_epoch, "best_count": self.best_count, "scored_by": self.scored_by}
+                "best_epoch": self.best_epoch, "best_count": self.best_count,
+                "best_start": self.best_start, "best_step": self.best_step, "scored_by": self.scored_by,
+                "history": {f: {str(e): v for e, v in h.items()} for f, h in self.history.items()}}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.best, self.best_score = state["best"], float(state["best_score"])
         self.best_epoch, self.best_count = state["best_epoch"], int(state["best_count"])
+        self.best_start = int(state.get("best_start", 0))
+        self.best_step = int(state.get("best_step", self.last_step or 0))
         self.scored_by = state["scored_by"]
+        self.history = {f: {int(e): float(v) for e, v in h.items()}
+                        for f, h in state.get("history", {}).items()}
 
 
 @register_callback("swad")
