@@ -185,6 +185,8 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                 frr1_snr5=(r["test_snr5"]["frr_at"]["1.0"] or {}).get("frr"),
                 kw_frr_clean=kw["test_clean"]["frr"], kw_fa_clean=kw["test_clean"]["fa_per_hour"],
                 kw_frr_snr5=kw["test_snr5"]["frr"], kw_fa_snr5=kw["test_snr5"]["fa_per_hour"],
+                kw_errors_clean=dict(false_alarms_by=kw["test_clean"]["false_alarms_by"],
+                                     misses_by=kw["test_clean"]["misses_by"]),
                 long_audio={rec: r[rec]["frr_at"] for rec in ("test_clean", "test_snr5")})
     write_json(out / "report.json", report)
     from kws_okd.evaluate.curves import plot_curves
@@ -222,12 +224,23 @@ def summarize(report, student, methods, seeds) -> dict:
             row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
         row["params"] = runs[0]["params"]
         row["steps"] = runs[0].get("steps")
+        errors = [r["kw_errors_clean"] for r in runs if r.get("kw_errors_clean")]
+        if errors:   # counts summed over seeds
+            row["kw_errors_clean"] = {k: sum_counts(e[k] for e in errors) for k in errors[0]}
         rows[m] = row
     teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real")}
                 | {"params": r.get("params")}
                 for name, r in report["models"].items() if r.get("role") == "teacher"}
     return dict(student=student, seeds=list(seeds), methods=rows, teacher=teachers["teacher"],
                 teachers=teachers)
+
+
+def sum_counts(dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def render_summary(summary, report) -> str:
@@ -280,6 +293,16 @@ def render_summary(summary, report) -> str:
         for m, r in summary["methods"].items():
             lines.append(f"| {m} | {ms(r['frr1_clean'])} | {ms(r['frr1_snr5'])} | {ms(r['kw_frr_clean'])} | "
                          f"{ms(r['kw_fa_clean'], 1.0)} | {ms(r['kw_frr_snr5'])} | {ms(r['kw_fa_snr5'], 1.0)} |")
+        errs = {m: r["kw_errors_clean"] for m, r in summary["methods"].items() if r.get("kw_errors_clean")}
+        if errs:
+            def counts(d):
+                return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+            lines += ["", "Where the stored thresholds fail on the clean test recording (counts summed over "
+                      "seeds): what each false alarm fired on (a non-keyword's domain, `other keyword`, "
+                      "`repeat` of a hit, or `no word`), and the missed keywords by domain.", "",
+                      "| method | false alarms fired on | missed keywords |", "|---|---|---|"]
+            for m, e in errs.items():
+                lines.append(f"| {m} | {counts(e['false_alarms_by'])} | {counts(e['misses_by'])} |")
         lines += ["", "DET curves: [det_test_clean.png](det_test_clean.png), [det_test_snr5.png](det_test_snr5.png)"]
     info = summary.get("real_audio")
     if info:

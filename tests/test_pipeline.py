@@ -38,6 +38,15 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     r = report["models"]["bcresnet1-okd_real/seed0"]
     assert set(r["long_audio"]) == {"test_clean", "test_snr5"} and 0.0 <= r["kw_frr_clean"] <= 1.0
     assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
+    # The errors at the stored thresholds, broken down: they add up to the totals.
+    errs = r["kw_errors_clean"]
+    from kws_okd.stream.longaudio import read_labels
+    labels = read_labels(next(tmp_path.rglob("long_audio/test_clean.csv")))
+    assert all(lb["domain"] for lb in labels)   # every segment names its domain
+    n_kw = sum(lb["kind"] == "keyword" for lb in labels)
+    assert sum(errs["misses_by"].values()) == round(r["kw_frr_clean"] * n_kw)
+    assert set(errs["misses_by"]) <= {lb["domain"] for lb in labels if lb["kind"] == "keyword"}
+    assert "false alarms fired on" in text
     assert "Task: **12-class**" in text
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
 

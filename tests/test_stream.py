@@ -128,6 +128,25 @@ def test_detects_keywords_at_known_times(detector_model, long_recording):
     assert all(-0.1 <= lat <= 0.75 for lat in m["latencies"])
 
 
+def test_match_says_what_each_false_alarm_fired_on():
+    from kws_okd.stream.engine import Detection
+    labels = [dict(start_s=1.0, end_s=1.5, word="kwa", source="kwa/x_nohash_0", domain="flite"),
+              dict(start_s=3.0, end_s=3.5, word="_unknown_", source="real_test/4", domain="real_test"),
+              dict(start_s=5.0, end_s=5.5, word="kwb", source="alsa/Front_Left", domain="real_alsa"),
+              dict(start_s=7.0, end_s=7.6, word="_unknown_", source="music_test/0", domain="")]
+    dets = [Detection(1.6, "kwa", 0.9),   # hit
+            Detection(2.1, "kwa", 0.9),   # second firing on the hit word: repeat
+            Detection(3.7, "kwa", 0.9),   # on the real non-keyword
+            Detection(5.8, "kwa", 0.9),   # on kwb: other keyword, and kwb is missed
+            Detection(7.1, "kwb", 0.9),   # on music (domain from the source ID: an old label file)
+            Detection(9.9, "kwb", 0.9)]   # nothing there
+    m = match(dets, labels, ["kwa", "kwb"])
+    assert m["hits"] == 1 and m["false_alarms"] == 5
+    assert m["false_alarms_by"] == {"repeat": 1, "real_test": 1, "other keyword": 1, "music_test": 1,
+                                    "no word": 1}
+    assert m["misses_by"] == {"real_alsa": 1}
+
+
 def test_block_size_does_not_change_detections(detector_model, long_recording):
     audio = long_recording["audio"][:SR * 20]
     ref, (t_ref, s_ref) = run_blocks(detector_model, audio, len(audio))

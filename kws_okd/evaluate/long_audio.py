@@ -94,7 +94,8 @@ def at_thresholds(times, scores, labels, keywords, duration_s, refractory_s, thr
     m = match(detect_trace(times, scores, keywords, thr, refractory_s), labels, keywords)
     return dict(frr=1 - m["hits"] / max(1, m["n_events"]), fa_per_hour=m["false_alarms"] / (duration_s / 3600),
                 false_alarms=m["false_alarms"], hits=m["hits"], n_events=m["n_events"],
-                latency_median_s=float(np.median(m["latencies"])) if m["latencies"] else None)
+                latency_median_s=float(np.median(m["latencies"])) if m["latencies"] else None,
+                false_alarms_by=m["false_alarms_by"], misses_by=m["misses_by"])
 
 
 def trace(model, classes, wav, config: StreamConfig):
@@ -178,7 +179,7 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
     # The manifests' own protocol (it records the corpus build) ties the recordings to the data.
     proto_text = (manifests_dir / "protocol.json").read_text()
     want = dict(manifests=str(manifests_dir.resolve()), minutes=minutes, snrs=list(snrs), seed=seed,
-                real=None if heldout_real is None else int(len(heldout_real)), version=1,
+                real=None if heldout_real is None else int(len(heldout_real)), version=2,
                 protocol=hashlib.sha1(proto_text.encode()).hexdigest()[:16])
     if stamp.exists() and json.loads(stamp.read_text()).get("settings") == want \
             and all((out_dir / f"{n}.wav").exists() for n in names):

@@ -22,7 +22,7 @@ from kws_okd.utils.atomic import write_json, write_text
 from kws_okd.utils.csvfile import read_csv, write_csv
 from kws_okd.utils.plots import save_figure
 
-LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source")
+LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source", "domain")
 
 
 def speech_span(x: np.ndarray, sr: int, floor_db: float = 35.0) -> tuple[int, int]:
@@ -91,7 +91,7 @@ def compose_long_audio(manifest, out_wav, minutes: float = 10.0, keywords=None, 
         active.append(seg)
         labels.append(dict(start_s=round(t / sample_rate, 4), end_s=round((t + len(seg)) / sample_rate, 4),
                            word=r["word"], kind="keyword" if r["word"] in keywords else "filler",
-                           source=r["ID"]))
+                           source=r["ID"], domain=r.get("domain", "")))
         t += len(seg) + int(rng.uniform(*gap_s) * sample_rate)
     if not labels:
         raise DataError(f"{minutes} min is too short for even one word")
@@ -133,15 +133,29 @@ def read_labels(path) -> list[dict]:
 
 # -- scoring ------------------------------------------------------------------------
 
+def label_domain(label: dict) -> str:
+    """The domain of a labelled segment (its manifest row's ``domain``: a synthesiser
+    family, ``real_...`` or ``music_...``); label files written before the column existed
+    fall back to the first part of the segment's source ID."""
+    return str(label.get("domain") or str(label.get("source", "?")).split("/", 1)[0])
+
+
 def match(detections: list[Detection], labels: list[dict], keywords, early_s: float = 0.1,
           late_s: float = 0.75) -> dict:
     """A detection hits an unmatched occurrence of the same keyword when it fires between
     ``early_s`` before its start and ``late_s`` after its end; every other detection
-    (wrong word, filler, noise, a second firing) is a false alarm."""
+    (wrong word, filler, noise, a second firing) is a false alarm.
+
+    ``false_alarms_by`` says what each false alarm fired on (the labelled segment whose
+    span, widened as for a hit, holds it: its category, ``other keyword``, ``repeat`` of a
+    hit keyword, or ``no word`` for noise and silence); ``misses_by`` counts the missed
+    keywords by domain."""
     events = [lb for lb in labels if lb["word"] in keywords]
     hit = [False] * len(events)
     latencies, fa = [], 0
     starts = np.array([e["start_s"] for e in events])
+    all_starts = np.array([lb["start_s"] for lb in labels])
+    fa_by: dict[str, int] = {}
     for d in detections:
         ok = False
         for j in np.nonzero((starts - early_s <= d.time_s))[0][::-1]:
@@ -152,8 +166,23 @@ def match(detections: list[Detection], labels: list[dict], keywords, early_s: fl
                 break
             if d.time_s > e["end_s"] + late_s + 5:  # events further back cannot match
                 break
-        fa += not ok
-    return dict(n_events=len(events), hits=int(sum(hit)), false_alarms=fa, latencies=latencies)
+        if not ok:
+            fa += 1
+            cause = "no word"
+            for j in np.nonzero(all_starts - early_s <= d.time_s)[0][::-1][:3]:
+                lb = labels[j]
+                if d.time_s <= lb["end_s"] + late_s:
+                    cause = (("repeat" if lb["word"] == d.keyword else "other keyword")
+                             if lb["word"] in keywords else label_domain(lb))
+                    break
+            fa_by[cause] = fa_by.get(cause, 0) + 1
+    misses_by: dict[str, int] = {}
+    for e, h in zip(events, hit):
+        if not h:
+            kind = label_domain(e)
+            misses_by[kind] = misses_by.get(kind, 0) + 1
+    return dict(n_events=len(events), hits=int(sum(hit)), false_alarms=fa, latencies=latencies,
+                false_alarms_by=fa_by, misses_by=misses_by)
 
 
 def sweep(times, scores, labels, keywords, duration_s: float, refractory_s: float,
