@@ -282,7 +282,8 @@ def render_summary(summary, report) -> str:
     if any(r.get("frr1_clean") for r in summary["methods"].values()):
         lines += ["", f"Long audio (kws_okd/evaluate/long_audio.py): {summary.get('long_audio_minutes', 8):g}-min recordings of isolated words with "
                   "gaps. Positives: keywords of the held-out synthesiser families and of the real keyword "
-                  "clips (drawn at random from one pool: the breakdown below shows which domains came up); negatives: their other words, held-out real recordings (klettres files never "
+                  "clips (drawn at random from one pool: the breakdown below shows which domains came "
+                  "up); negatives: their other words, held-out real recordings (klettres files never "
                   "trained on), real NATO-alphabet prompts, music. **FRR @ 1 FA/h**: one threshold for "
                   "all keywords, the best of a sweep on the test recording itself (on 8 min, 1 FA/h "
                   "means no false alarm on a recording of minutes). **Stored thresholds**: per-keyword thresholds chosen on a "

@@ -335,8 +335,9 @@ class SMAAveraging(WAKDAveraging):
         chosen = "" if len(self.means) == 1 else (
             f", start {self.fractions[self.best_start]:g} chosen among "
             + ", ".join(f"{f:g}" for f in self.fractions))
-        sel = (f"SMA: running mean of the student's weights over steps {self.best_step - self.best_count + 1}-{self.best_step}, snapshot after "
-               f"epoch {self.best_epoch} ({self.best_count} snapshots{chosen}) chosen by {self.scored_by} "
+        sel = (f"SMA: running mean of the student's weights over steps "
+               f"{self.best_step - self.best_count + 1}-{self.best_step}, snapshot after epoch "
+               f"{self.best_epoch} ({self.best_count} snapshots{chosen}) chosen by {self.scored_by} "
                f"(best {100 * self.best_score:.1f} %, training domains)")
         out = self.finalize(brain, train_loader, best, sel, self.best_epoch)
         if len(self.means) > 1:
