@@ -16,7 +16,8 @@ from kws_okd.train.run import train
 from kws_okd.utils.atomic import write_json, write_text
 
 METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
-           "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5")
+           "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
+           "frr1_sent", "kw_frr_sent", "kw_fa_sent")
 
 
 def method_overrides(method: str) -> list[str]:
@@ -60,13 +61,26 @@ def corpus_noise_dir(data_cfg) -> Path:
 
 def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, minutes: float = 8.0) -> dict:
     """The validation and test recordings (clean and 5 dB) every report scores, built once
-    per corpus and reused (kws_okd/evaluate/long_audio.py)."""
+    per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
+    ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
+    (kws_okd/evaluate/sentences.py)."""
+    import json
+
+    from kws_okd.data.tts import ENGINES
     from kws_okd.evaluate.long_audio import build_long_audio
+    from kws_okd.evaluate.sentences import build_sentences
+    from kws_okd.stream.engine import default_keywords
     real_csv = next((v[0] for v in real_dev.values()), None)
     if real_csv is not None:
         real_csv = Path(real_csv).with_name("real_dev.csv")
-    return build_long_audio(manifests, corpus_noise, Path(manifests) / "long_audio", held_real,
-                            real_csv, minutes=minutes, snrs=(None, 5.0))
+    out = Path(manifests) / "long_audio"
+    recs = build_long_audio(manifests, corpus_noise, out, held_real, real_csv, minutes=minutes, snrs=(None, 5.0))
+    ood = json.loads((Path(manifests) / "protocol.json").read_text()).get("ood_domains", [])
+    families = [f for f in ood if f in ENGINES and ENGINES[f].available()]
+    if families:
+        keywords = default_keywords(read_classes(Path(manifests) / "classes.txt"))
+        recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes))
+    return recs
 
 
 def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real, real_dev: dict,
@@ -187,7 +201,9 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                 kw_frr_snr5=kw["test_snr5"]["frr"], kw_fa_snr5=kw["test_snr5"]["fa_per_hour"],
                 kw_errors_clean=dict(false_alarms_by=kw["test_clean"]["false_alarms_by"],
                                      misses_by=kw["test_clean"]["misses_by"]),
-                long_audio={rec: r[rec]["frr_at"] for rec in ("test_clean", "test_snr5")})
+                **_sentence_metrics(r.get("test_sentences")),
+                long_audio={rec: r[rec]["frr_at"] for rec in ("test_clean", "test_snr5", "test_sentences")
+                            if rec in r})
     write_json(out / "report.json", report)
     from kws_okd.evaluate.curves import plot_curves
     plot_curves({m: Path(models[f"{student}-{m}/seed{seeds[0]}"]).parent for m in methods}, out / "curves.png",
@@ -211,6 +227,14 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", render_summary(summary, report))
     return report
+
+
+def _sentence_metrics(r: dict | None) -> dict:
+    """The report fields of the keywords-inside-sentences recording (none without it)."""
+    if not r:
+        return {}
+    return dict(frr1_sent=(r["frr_at"]["1.0"] or {}).get("frr"), kw_frr_sent=r["per_keyword"]["frr"],
+                kw_fa_sent=r["per_keyword"]["fa_per_hour"])
 
 
 def summarize(report, student, methods, seeds) -> dict:
@@ -304,7 +328,17 @@ def render_summary(summary, report) -> str:
                       "| method | false alarms fired on | missed keywords |", "|---|---|---|"]
             for m, e in errs.items():
                 lines.append(f"| {m} | {counts(e['false_alarms_by'])} | {counts(e['misses_by'])} |")
-        lines += ["", "DET curves: [det_test_clean.png](det_test_clean.png), [det_test_snr5.png](det_test_snr5.png)"]
+        if any(r.get("kw_frr_sent") for r in summary["methods"].values()):
+            lines += ["", "**Keywords inside sentences** (kws_okd/evaluate/sentences.py): short sentences "
+                      "spoken by voices of the held-out synthesiser families, half with a keyword inside "
+                      "a carrier phrase (\"i said stop again\"), half with none; same engine and stored "
+                      "thresholds as above.", "",
+                      "| method | FRR @ 1 FA/h % | stored thr.: FRR % | FA/h |", "|---|---|---|---|"]
+            for m, r in summary["methods"].items():
+                lines.append(f"| {m} | {ms(r['frr1_sent'])} | {ms(r['kw_frr_sent'])} | {ms(r['kw_fa_sent'], 1.0)} |")
+        dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in ("test_clean", "test_snr5", "test_sentences")
+                         if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
+        lines += ["", f"DET curves: {dets}"]
     info = summary.get("real_audio")
     if info:
         lines += ["", f"Real audio for `okd_real`'s x_ood: {info.get('files', '?')} recordings "

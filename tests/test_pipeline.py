@@ -36,7 +36,7 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert set(thr) == {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
     assert all(0.5 <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
     r = report["models"]["bcresnet1-okd_real/seed0"]
-    assert set(r["long_audio"]) == {"test_clean", "test_snr5"} and 0.0 <= r["kw_frr_clean"] <= 1.0
+    assert set(r["long_audio"]) == {"test_clean", "test_snr5", "test_sentences"} and 0.0 <= r["kw_frr_clean"] <= 1.0
     assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
     # The errors at the stored thresholds, broken down: they add up to the totals.
     errs = r["kw_errors_clean"]
@@ -47,6 +47,14 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert sum(errs["misses_by"].values()) == round(r["kw_frr_clean"] * n_kw)
     assert set(errs["misses_by"]) <= {lb["domain"] for lb in labels if lb["kind"] == "keyword"}
     assert "false alarms fired on" in text
+    # Keywords inside sentences by held-out voices: its own recording, row and DET plot.
+    sent_csv = next(tmp_path.rglob("long_audio/test_sentences.csv"))
+    sent = read_labels(sent_csv)
+    ood = set(json.loads((sent_csv.parent.parent / "protocol.json").read_text())["ood_domains"])
+    assert {lb["domain"] for lb in sent} <= ood and any(lb["kind"] == "keyword" for lb in sent)
+    assert "test_sentences" in r["long_audio"] and 0.0 <= r["kw_frr_sent"] <= 1.0
+    assert summary["methods"]["erm"]["kw_frr_sent"]["n"] == 1
+    assert "Keywords inside sentences" in text and (out / "det_test_sentences.png").exists()
     assert "Task: **12-class**" in text
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
 

@@ -1,0 +1,136 @@
+"""Keywords inside sentences: a long recording of short spoken sentences.
+
+The other long recordings (:mod:`kws_okd.evaluate.long_audio`) hold isolated words with
+gaps. People say command words inside sentences ("i said stop again"), with other words
+a few tens of milliseconds before and after, inside the same one-second window. This
+recording measures that: sentences by voices of the **held-out synthesiser families**
+(the OOD protocol: never trained on), half of them with one keyword inside a carrier
+phrase, half with no keyword at all.
+
+A keyword sentence is rendered in three pieces (words before, the keyword, words
+after), each trimmed to its speech and joined with 30-120 ms pauses, so that the
+keyword's span is known exactly; sentences without a keyword are rendered whole. The
+label file has the composer's columns (:data:`~kws_okd.stream.longaudio.LABEL_COLUMNS`),
+so ``kws-okd eval-stream`` and :func:`~kws_okd.evaluate.long_audio.score_recording`
+score it like any other recording.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kws_okd.audio.io import write_audio
+from kws_okd.errors import DataError
+from kws_okd.stream.longaudio import speech_span, write_labels
+from kws_okd.utils.atomic import write_json
+
+# Carrier phrases around a keyword: (words before, words after). Generic enough for any
+# command word; none holds a keyword of the 12-class task (checked in the tests).
+CARRIERS = (
+    ("i said", "again"), ("the word is", "okay"), ("", "please"), ("now", ""),
+    ("say", "twice"), ("she told me", "yesterday"), ("it was", "and then"), ("well", "i think"),
+    ("can you", "for me"), ("tell them", "quickly"), ("", "thank you"), ("and then", ""),
+    ("just", "that"), ("we heard", "from the kitchen"), ("maybe", "later"), ("please", ""),
+)
+
+# Sentences with no keyword of the 12-class task (checked in the tests): everyday speech
+# a detector must stay silent through.
+NEGATIVE_SENTENCES = (
+    "the weather is nice today", "could you open the window", "my sister lives in boston",
+    "what time is it", "the coffee is too hot", "we need more milk and bread",
+    "this is a short test sentence", "thank you very much", "i think it will rain",
+    "where are my keys", "the train leaves at seven", "she bought a new car",
+    "let me check the calendar", "nothing happened here", "he plays the piano",
+    "leave it there", "bring the red box", "it is almost lunch time", "turn the page",
+    "the children are sleeping", "call me after dinner", "that sounds great",
+    "i forgot my umbrella", "the meeting was moved to friday", "we should buy a gift",
+    "his dog is very friendly", "the music is too loud", "read the next chapter",
+    "a cup of tea with lemon", "our neighbours are away", "the store closes early",
+    "please water the plants",
+)
+
+
+def _render(engine, voice, text: str, sr: int) -> np.ndarray:
+    x = engine.synthesize(voice, text, sr)
+    a, b = speech_span(x, sr)
+    return x[a:b]
+
+
+def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: int = 0,
+                      voices_per_family: int = 6, keyword_share: float = 0.5,
+                      gap_s=(0.6, 1.6), sample_rate: int = 16000) -> dict:
+    """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info); deterministic for ``seed``."""
+    from kws_okd.data.tts import get_engine
+    if not families:
+        raise DataError("a sentence recording needs at least one synthesiser family")
+    rng = np.random.default_rng(seed)
+    speakers = []
+    for fam in families:
+        engine = get_engine(fam)
+        speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
+    total = int(minutes * 60 * sample_rate)
+    audio = np.zeros(total, dtype=np.float32)
+    labels, active = [], []
+    t = int(rng.uniform(*gap_s) * sample_rate)
+    n_kw = n_neg = 0
+    while True:
+        fam, engine, voice = speakers[rng.integers(len(speakers))]
+        spk = f"{fam}/{voice.name}"
+        if rng.random() < keyword_share:
+            word = keywords[rng.integers(len(keywords))]
+            before, after = CARRIERS[rng.integers(len(CARRIERS))]
+            pieces = [(p, kind) for p, kind in ((before, "filler"), (word, "keyword"), (after, "filler")) if p]
+        else:
+            pieces = [(NEGATIVE_SENTENCES[rng.integers(len(NEGATIVE_SENTENCES))], "filler")]
+        parts, spans, pos = [], [], 0
+        for i, (text, kind) in enumerate(pieces):
+            if i:
+                pause = np.zeros(int(rng.uniform(0.03, 0.12) * sample_rate), dtype=np.float32)
+                parts.append(pause)
+                pos += len(pause)
+            x = _render(engine, voice, text, sample_rate)
+            parts.append(x)
+            spans.append((pos, pos + len(x), text, kind))
+            pos += len(x)
+        sent = np.concatenate(parts)
+        if t + len(sent) > total - sample_rate // 2:
+            break
+        sent = sent / (np.abs(sent).max() + 1e-9) * rng.uniform(0.3, 0.7)
+        audio[t:t + len(sent)] = sent
+        active.append(sent)
+        for a, b, text, kind in spans:
+            labels.append(dict(start_s=round((t + a) / sample_rate, 4), end_s=round((t + b) / sample_rate, 4),
+                               word=text if kind == "keyword" else "_unknown_", kind=kind,
+                               source=f"{spk}/{n_kw + n_neg}/{text}", domain=fam))
+        n_kw += any(kind == "keyword" for *_, kind in spans)
+        n_neg += all(kind != "keyword" for *_, kind in spans)
+        t += len(sent) + int(rng.uniform(*gap_s) * sample_rate)
+    if not labels:
+        raise DataError(f"{minutes} min is too short for even one sentence")
+    level = float(np.sqrt(np.mean(np.concatenate(active) ** 2)))
+    audio += rng.standard_normal(total).astype(np.float32) * level * 1e-3   # -60 dB dither
+    out_wav = Path(out_wav)
+    write_audio(out_wav, audio, sample_rate)
+    write_labels(out_wav.with_suffix(".csv"), labels)
+    info = dict(minutes=minutes, seed=seed, families=list(families), voices=len(speakers),
+                keywords=list(keywords), keyword_sentences=n_kw, sentences_without_keyword=n_neg)
+    write_json(out_wav.with_suffix(".json"), info)
+    return info
+
+
+def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int = 0) -> Path:
+    """``test_sentences.wav`` in ``out_dir``, composed unless an earlier build with the
+    same settings is there."""
+    out_dir = Path(out_dir)
+    wav = out_dir / "test_sentences.wav"
+    want = dict(families=list(families), keywords=list(keywords), minutes=minutes, seed=seed,
+                carriers=hashlib.sha1(repr((CARRIERS, NEGATIVE_SENTENCES)).encode()).hexdigest()[:12])
+    info = wav.with_suffix(".json")
+    if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
+        return wav
+    meta = compose_sentences(families, keywords, wav, minutes=minutes, seed=seed)
+    write_json(info, dict(meta, settings=want))
+    return wav
