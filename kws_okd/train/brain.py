@@ -62,6 +62,9 @@ class KWSBrain(sb.Brain):
         wav, y, _ = batch
         wav, y = wav.to(self.device), y.to(self.device)
         if stage == sb.Stage.TRAIN:
+            context = getattr(self.hparams, "context", None)
+            if context is not None:   # speech around the word (kws_okd/augment/context.py)
+                wav = context(wav, y)
             objective = self.hparams.objective
             if hasattr(objective, "set_progress"):
                 objective.set_progress(self.progress())

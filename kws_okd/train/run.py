@@ -16,6 +16,7 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from torch.utils.data import DataLoader
 
 from kws_okd.augment import build_augmentation
+from kws_okd.augment.context import build_context
 from kws_okd.data.manifest import read_classes
 from kws_okd.data.registry import load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
@@ -137,7 +138,9 @@ def train(cfg) -> Path:
         recoverables.update(getattr(owner, "recoverables", lambda: {})())
     clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
-    hparams = dict(objective=objective, augment=augment, lr=float(cfg.optim.lr),
+    context = build_context(OmegaConf.to_container(cfg.context_speech, resolve=True)
+                            if cfg.get("context_speech") else None, classes)
+    hparams = dict(objective=objective, augment=augment, context=context, lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
