@@ -324,7 +324,7 @@ class SMAAveraging(WAKDAveraging):
             if score >= self.best_score:
                 self.best = mean.result()
                 self.best_score, self.best_epoch, self.best_count = score, int(epoch), mean.count
-                self.best_start, self.best_step = i, int(brain.global_step)
+                self.best_start, self.best_step = i, self.last_step
         self.seen_step = max(self.seen_step, int(brain.global_step))
 
     def on_fit_end(self, brain, train_loader):
