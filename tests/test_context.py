@@ -84,3 +84,13 @@ def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus,
     assert len(calls) == steps and all(calls)
     cfg = (pt.parent / "config.yaml").read_text()
     assert "context_speech:\n  p: 1.0" in cfg
+
+
+def test_runs_with_context_get_their_own_folders_and_teacher():
+    from kws_okd.train.config import context_tag, load_recipe
+    assert context_tag(0) == "" and context_tag("0.5") == "+context0.5"
+    plain, ctx = load_recipe("student", []), load_recipe("student", ["context_speech.p=0.5"])
+    assert plain.exp_dir.endswith("bcresnet1-okd/seed0")
+    assert ctx.exp_dir.endswith("bcresnet1-okd+context0.5/seed0")
+    assert "teacher-speech_embedding+context0.5/seed0" in ctx.teacher_ckpt
+    assert load_recipe("teacher", ["context_speech.p=0.5"]).exp_dir.endswith("speech_embedding+context0.5/seed0")

@@ -13,6 +13,17 @@ from kws_okd.errors import ConfigError
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
+def context_tag(p) -> str:
+    """Run-folder tag of ``context_speech.p`` (kws_okd/augment/context.py): none when it is
+    off, so that models trained with speech around the word never reuse, or overwrite, the
+    runs trained without it."""
+    return "" if float(p) == 0 else f"+context{float(p):g}"
+
+
+if not OmegaConf.has_resolver("context_tag"):
+    OmegaConf.register_new_resolver("context_tag", context_tag)
+
+
 def load_recipe(name: str, overrides=(), recipe_dir: str | Path | None = None):
     """``name`` is e.g. ``student`` or ``teacher`` in ``recipes/kws``."""
     recipe_dir = Path(recipe_dir or RECIPES / "kws").resolve()

@@ -1,0 +1,97 @@
+"""Score trained students as detectors on the default corpus's recordings, side by side.
+
+    python tools/eval_detection.py --out results/detection erm=path/to/model.pt ctx=other/model.pt
+
+For each model: clip accuracy on the ID / OOD test sets and the real-speech dev set;
+per-keyword thresholds chosen for 1 FA/h on the validation recording (not written into
+the model file, unlike ``make run``); then, on the clean isolated-word test recording and
+on the keywords-inside-sentences recording, the FRR and false alarms per hour at those
+thresholds, FRR at 1 FA/h (global threshold swept), and what the false alarms fired on.
+Writes ``results.json`` and ``results.md`` into ``--out``. Recordings are built once per
+corpus, as ``make run`` builds them (kws_okd/pipeline.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kws_okd.utils.atomic import write_json, write_text  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="name=path/to/model.pt")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--overrides", nargs="*", default=[], help="data overrides, as for make run")
+    a = ap.parse_args(argv)
+    bad = [m for m in a.models if "=" not in m]
+    if bad:
+        ap.error(f"models must be name=path, got {bad}")
+    paths = dict(m.split("=", 1) for m in a.models)
+    missing = [p for p in paths.values() if not Path(p).exists()]
+    if missing:
+        ap.error(f"no such model file: {missing}")
+
+    from kws_okd.evaluate.long_audio import calibrate, score_recording
+    from kws_okd.evaluate.report import evaluate
+    from kws_okd.pipeline import (corpus_noise_dir, heldout_real_windows, long_audio_recordings,
+                                  prepare_data, real_dev_set)
+    from kws_okd.stream.engine import StreamConfig
+    from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
+    from kws_okd.train.checkpoint import load_model
+    from kws_okd.train.config import load_recipe
+
+    cfg = load_recipe("teacher", a.overrides)
+    manifests = prepare_data(cfg.data, progress=False)
+    held, _ = heldout_real_windows()
+    real = real_dev_set(manifests)
+    recs = long_audio_recordings(manifests, corpus_noise_dir(cfg.data), held, real)
+    clips = evaluate(paths, manifests, a.out / "clips", plots=False, extra_sets=real)
+    scfg = StreamConfig()
+    results = {}
+    for name, path in paths.items():
+        row = clips["models"][name]
+        model, blob = load_model(path)
+        try:
+            model = load_fast_model(path, a.out / "fast_models")
+        except FastPathUnavailable:
+            pass
+        thr = calibrate(model, blob["classes"], recs["valid"], scfg, 1.0)
+        r = dict(id_acc=row["id_acc"], ood_acc=row["ood_acc"], real_acc=row.get("real_acc"),
+                 real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
+                 thresholds=thr)
+        for rec in ("test_clean", "test_sentences"):
+            if rec not in recs:
+                continue
+            s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
+            pk = s["per_keyword"]
+            r[rec] = dict(frr=pk["frr"], fa_per_hour=pk["fa_per_hour"], n_events=pk["n_events"],
+                          frr_at_1fa=(s["frr_at"]["1.0"] or {"frr": 1.0})["frr"],
+                          false_alarms_by=pk["false_alarms_by"], misses_by=pk["misses_by"])
+        results[name] = r
+        print(name, json.dumps({k: v for k, v in r.items() if k != "thresholds"}), flush=True)
+    write_json(a.out / "results.json", results)
+    lines = ["| model | ID | OOD | real | clean: FRR / FA/h (stored) | clean FRR @1 FA/h "
+             "| sentences: FRR / FA/h (stored) | sentences FRR @1 FA/h |", "|---|---|---|---|---|---|---|---|"]
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f}"
+    for name, r in results.items():
+        cells = []
+        for rec in ("test_clean", "test_sentences"):
+            d = r.get(rec)
+            cells += (["–", "–"] if d is None else
+                      [f"{pct(d['frr'])} % / {d['fa_per_hour']:.0f}", f"{pct(d['frr_at_1fa'])} %"])
+        lines.append(f"| {name} | {pct(r['id_acc'])} | {pct(r['ood_acc'])} | {pct(r['real_acc'])} | "
+                     + " | ".join(cells) + " |")
+    write_text(a.out / "results.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
