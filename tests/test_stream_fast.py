@@ -273,6 +273,8 @@ def test_microphone_errors_are_one_clear_line(student, tmp_path):
     # A rate the device refuses (the null device takes every usual rate, not 123 Hz).
     err = _one_error_line(_cli(stream_args(student, "--mic", "--device", "kwsmic", "--rate", "123"), env))
     assert "input device 'kwsmic' does not support 123 Hz" in err and "try --rate" in err
+    err = _one_error_line(_cli(stream_args(student, "--mic", "--device", "kwsmic", "--block-ms", "0"), env))
+    assert "--block-ms 0: must be positive" in err
     err = _one_error_line(_cli(stream_args(student, "--mic", "--device", "no-such-mic"), env))
     assert "no audio input device could be opened" in err and "no-such-mic" in err
     # No input device at all.

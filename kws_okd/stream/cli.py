@@ -87,7 +87,14 @@ def _stream(a):
     sr = SAMPLE_RATE
     # The source first: a missing microphone is reported at once, before the model loads.
     if a.mic:
-        blocks = sources.mic_blocks(sr, a.hop_ms / 1000, device=a.device, duration_s=a.seconds, rate=a.rate)
+        # Blocks of several hops: the windows of a block share one classifier call (a
+        # window per call costs a fifth more CPU; tools/bench_stream.py). Detections and
+        # their times do not depend on the block size; a block adds up to its length
+        # minus one hop to the latency.
+        block_ms = a.block_ms if a.block_ms is not None else max(a.hop_ms, 80.0)
+        if block_ms <= 0:
+            raise ConfigError(f"--block-ms {block_ms:g}: must be positive")
+        blocks = sources.mic_blocks(sr, block_ms / 1000, device=a.device, duration_s=a.seconds, rate=a.rate)
     elif a.wav:
         # Unpaced, 1 s blocks: several windows per ONNX Runtime call (same detections).
         blocks = sources.file_blocks(a.wav, sr, block_s=0.1 if a.realtime else 1.0, realtime=a.realtime)
@@ -184,6 +191,8 @@ def add_stream_commands(subparsers) -> None:
     c.add_argument("--realtime", action="store_true", help="pace --wav like a live source")
     c.add_argument("--device", help="sounddevice input device (name or index; `python -m sounddevice` lists them)")
     c.add_argument("--seconds", type=float, help="stop the microphone after this long")
+    c.add_argument("--block-ms", type=float, default=None,
+                   help="microphone block length (default 80 ms: four 20 ms hops per classifier call)")
     c.add_argument("--meter", action=argparse.BooleanOptionalAction, default=None,
                    help="live input level on stderr (default: with --mic when stderr is a terminal)")
     _add_engine_args(c)
