@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -260,11 +261,11 @@ def summarize(report, student, methods, seeds) -> dict:
 
 
 def sum_counts(dicts) -> dict:
-    out: dict = {}
+    """Counts added up over dicts, largest first."""
+    total: Counter = Counter()
     for d in dicts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0) + v
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        total.update(d)
+    return dict(total.most_common())
 
 
 def render_summary(summary, report) -> str:

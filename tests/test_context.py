@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from kws_okd.augment.context import ContextSpeech, build_context, speech_spans
+from kws_okd.audio.activity import speech_spans
+from kws_okd.augment.context import ContextSpeech, build_context
 from kws_okd.errors import ConfigError
 
 SR = 16000
@@ -17,7 +18,7 @@ def clip(start_s, end_s, amp=0.5, freq=300.0, n=SR):
 
 def test_speech_spans_find_the_word_to_10_ms():
     wav = torch.stack([clip(0.40, 0.60), clip(0.0, 0.25), clip(0.7, 1.0)])
-    assert speech_spans(wav).tolist() == [[6400, 9600], [0, 4000], [11200, 16000]]
+    assert speech_spans(wav.numpy(), SR).tolist() == [[6400, 9600], [0, 4000], [11200, 16000]]
 
 
 def test_context_goes_around_the_word_behind_a_pause_and_keeps_the_word():
@@ -27,14 +28,14 @@ def test_context_goes_around_the_word_behind_a_pause_and_keeps_the_word():
     aug = ContextSpeech(p=1.0, gap_ms=(50, 50), level=(0.5, 0.5), side_p=1.0)
     out = aug(wav, y)
     for i in range(3):
-        a, e = speech_spans(wav[i:i + 1])[0].tolist()
+        a, e = speech_spans(wav[i].numpy(), SR)[0].tolist()
         assert torch.equal(out[i, a - 800:e + 800], wav[i, a - 800:e + 800])   # word and 50 ms pauses intact
         added = out[i] - wav[i]
         assert added[:a - 800].abs().max() > 0 and added[e + 800:].abs().max() > 0
         # level: the context's peak is half the word's peak
         assert float(added.abs().max()) == pytest.approx(0.5 * float(wav[i].abs().max()), rel=0.05)
     # the context that ends right before clip 0's pause is the tail of another clip's word
-    a0 = speech_spans(wav[:1])[0, 0].item()
+    a0 = int(speech_spans(wav[0].numpy(), SR)[0, 0])
     tail = (out[0] - wav[0])[a0 - 800 - 160:a0 - 800]
     assert tail.abs().max() > 0.05
 

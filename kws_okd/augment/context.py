@@ -19,21 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kws_okd.audio.activity import speech_spans
 from kws_okd.errors import ConfigError
-
-
-def speech_spans(wav: torch.Tensor, sample_rate: int = 16000, floor_db: float = 35.0) -> torch.Tensor:
-    """``(B, 2)`` sample ranges ``[start, end)`` of each clip's speech: the 10 ms frames
-    within ``floor_db`` of the clip's loudest frame (as :func:`kws_okd.stream.longaudio.speech_span`)."""
-    hop = sample_rate // 100
-    b, n = wav.shape
-    frames = n // hop
-    rms = wav[:, :frames * hop].reshape(b, frames, hop).pow(2).mean(-1).add(1e-12).sqrt()
-    active = rms >= rms.amax(dim=1, keepdim=True) * 10 ** (-floor_db / 20)
-    idx = torch.arange(frames, device=wav.device).expand(b, frames)
-    first = torch.where(active, idx, frames).amin(dim=1)
-    last = torch.where(active, idx, -1).amax(dim=1)
-    return torch.stack([first * hop, torch.clamp((last + 1) * hop, max=n)], dim=1)
 
 
 class ContextSpeech(nn.Module):
@@ -63,7 +50,7 @@ class ContextSpeech(nn.Module):
         chosen = speech & (torch.rand(b) < self.p).to(wav.device)
         if len(donors) < 2 or not chosen.any():
             return wav
-        spans = speech_spans(wav, self.sample_rate).tolist()
+        spans = speech_spans(wav.detach().cpu().numpy(), self.sample_rate).tolist()
         peaks = wav.abs().amax(dim=1)
         out = wav.clone()
         for i in torch.nonzero(chosen).flatten().tolist():
@@ -103,8 +90,5 @@ def build_context(cfg: dict | None, classes) -> ContextSpeech | None:
     """The ``context_speech`` recipe entry as a module (None when absent or ``p: 0``)."""
     if not cfg or float(cfg.get("p", 0.0)) == 0.0:
         return None
-    cfg = dict(cfg)
     silence = list(classes).index("_silence_") if "_silence_" in classes else None
-    return ContextSpeech(p=float(cfg.pop("p")), gap_ms=tuple(cfg.pop("gap_ms", (30.0, 150.0))),
-                         level=tuple(cfg.pop("level", (0.4, 1.0))), side_p=float(cfg.pop("side_p", 0.75)),
-                         silence_index=silence, **cfg)
+    return ContextSpeech(**cfg, silence_index=silence)

@@ -10,10 +10,12 @@ fixed false-alarm rate and the detection latency.
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from kws_okd.audio.activity import speech_spans
 from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest
 from kws_okd.errors import ConfigError, DataError
@@ -26,12 +28,10 @@ LABEL_COLUMNS = ("start_s", "end_s", "word", "kind", "source", "domain")
 
 
 def speech_span(x: np.ndarray, sr: int, floor_db: float = 35.0) -> tuple[int, int]:
-    """Sample range of a clip's speech: 10 ms frames within ``floor_db`` of the loudest."""
-    hop = sr // 100
-    n = max(1, len(x) // hop)
-    rms = np.sqrt(np.mean(x[:n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    active = np.nonzero(rms >= rms.max() * 10 ** (-floor_db / 20))[0]
-    return int(active[0] * hop), int(min(len(x), (active[-1] + 1) * hop))
+    """Sample range of a clip's speech: 10 ms frames within ``floor_db`` of the loudest
+    (:func:`kws_okd.audio.activity.speech_spans`)."""
+    a, b = speech_spans(x, sr, floor_db)[0]
+    return int(a), int(b)
 
 
 def _noise_track(noise_dir, n: int, sr: int, rng) -> np.ndarray:
@@ -155,7 +155,7 @@ def match(detections: list[Detection], labels: list[dict], keywords, early_s: fl
     latencies, fa = [], 0
     starts = np.array([e["start_s"] for e in events])
     all_starts = np.array([lb["start_s"] for lb in labels])
-    fa_by: dict[str, int] = {}
+    fa_by: Counter = Counter()
     for d in detections:
         ok = False
         for j in np.nonzero((starts - early_s <= d.time_s))[0][::-1]:
@@ -175,14 +175,10 @@ def match(detections: list[Detection], labels: list[dict], keywords, early_s: fl
                     cause = (("repeat" if lb["word"] == d.keyword else "other keyword")
                              if lb["word"] in keywords else label_domain(lb))
                     break
-            fa_by[cause] = fa_by.get(cause, 0) + 1
-    misses_by: dict[str, int] = {}
-    for e, h in zip(events, hit):
-        if not h:
-            kind = label_domain(e)
-            misses_by[kind] = misses_by.get(kind, 0) + 1
+            fa_by[cause] += 1
+    misses_by = Counter(label_domain(e) for e, h in zip(events, hit) if not h)
     return dict(n_events=len(events), hits=int(sum(hit)), false_alarms=fa, latencies=latencies,
-                false_alarms_by=fa_by, misses_by=misses_by)
+                false_alarms_by=dict(fa_by), misses_by=dict(misses_by))
 
 
 def sweep(times, scores, labels, keywords, duration_s: float, refractory_s: float,

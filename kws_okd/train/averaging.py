@@ -174,6 +174,12 @@ class WAKDAveraging(AveragingCallback):
     def mean(self):
         return self.means[0]
 
+    def require_valid_loader(self) -> None:
+        """Several candidate starts are told apart on the validation loader only."""
+        if self.valid_loader is None:
+            raise ConfigError("averaging.start_fraction: choosing among several starts needs the "
+                              "trainer's validation loader (set_loaders)")
+
     def resolve_starts(self, brain) -> list[int]:
         if self.start_step is not None:
             return [self.start_step]
@@ -197,9 +203,7 @@ class WAKDAveraging(AveragingCallback):
         and the chosen candidate as :meth:`candidate` built it (None with one candidate)."""
         if len(self.means) == 1:
             return 0, {}, None
-        if self.valid_loader is None:
-            raise ConfigError("averaging.start_fraction: choosing among several starts needs the "
-                              "trainer's validation loader (set_loaders)")
+        self.require_valid_loader()
         like = self.student(brain).state_dict()
         scores, best, built = {}, None, None
         for i, (f, mean) in enumerate(zip(self.fractions, self.means)):
@@ -303,8 +307,7 @@ class SMAAveraging(WAKDAveraging):
         loader = self.valid_loader
         if loader is None:
             if len(self.means) > 1:
-                raise ConfigError("averaging.start_fraction: choosing among several starts needs "
-                                  "the trainer's validation loader (set_loaders)")
+                self.require_valid_loader()
             return float(stats["acc"]), "the student's validation accuracy at that epoch"
         like = self.student(brain).state_dict()
         model, refitted = self.candidate(brain, mean.result(like), self.bn_loader)
