@@ -55,6 +55,19 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert "test_sentences" in r["long_audio"] and 0.0 <= r["kw_frr_sent"] <= 1.0
     assert summary["methods"]["erm"]["kw_frr_sent"]["n"] == 1
     assert "Keywords inside sentences" in text and (out / "det_test_sentences.png").exists()
+    # The thresholds were also chosen on sentences of the training families' validation
+    # speakers (never a test voice, never a test text), which no report scores as a test.
+    import csv
+    proto = json.loads((sent_csv.parent.parent / "protocol.json").read_text())
+    with open(f"{proto['root']}/speakers.csv", newline="") as f:
+        valid_voices = {row["voice"] for row in csv.DictReader(f)
+                        if row["split"] == "validation" and row["domain"] not in ood}
+    vsent = read_labels(sent_csv.with_name("valid_sentences.csv"))
+    assert {lb["source"].split("/")[1] for lb in vsent} <= valid_voices
+    assert any(lb["kind"] == "keyword" for lb in vsent)
+    assert not {lb["source"].rsplit("/", 1)[1] for lb in vsent} & {lb["source"].rsplit("/", 1)[1] for lb in sent
+                                                                    if lb["kind"] == "filler"}
+    assert "sentences of the same speakers" in blob["stream"]["chosen_on"]
     assert "Task: **12-class**" in text
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
 

@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 
 from kws_okd.errors import DataError
-from kws_okd.evaluate.sentences import CARRIERS, NEGATIVE_SENTENCES, build_sentences, compose_sentences
+from kws_okd.evaluate.sentences import (CARRIERS, NEGATIVE_SENTENCES, VALID_CARRIERS, VALID_NEGATIVE_SENTENCES,
+                                        build_sentences, compose_sentences)
 from kws_okd.stream.longaudio import read_labels
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -22,6 +23,33 @@ def test_carriers_and_negative_sentences_hold_no_keyword():
     for s in NEGATIVE_SENTENCES:
         assert not words(s) & set(KEYWORDS), s
     assert len(set(NEGATIVE_SENTENCES)) == len(NEGATIVE_SENTENCES)
+
+
+def test_validation_texts_hold_no_keyword_and_no_test_text():
+    for before, after in VALID_CARRIERS:
+        assert not words(f"{before} {after}") & set(KEYWORDS), (before, after)
+    for s in VALID_NEGATIVE_SENTENCES:
+        assert not words(s) & set(KEYWORDS), s
+    assert len(set(VALID_NEGATIVE_SENTENCES)) == len(VALID_NEGATIVE_SENTENCES) == len(NEGATIVE_SENTENCES)
+    # Thresholds are chosen on these: no test sentence or carrier is heard before the test.
+    assert not set(VALID_NEGATIVE_SENTENCES) & set(NEGATIVE_SENTENCES)
+    assert not set(VALID_CARRIERS) & set(CARRIERS)
+
+
+def test_validation_sentences_use_the_given_voices_and_texts(tmp_path):
+    from kws_okd.data.tts import get_engine
+    voices = get_engine("espeak").sample_voices(2, np.random.default_rng(4))
+    info = compose_sentences([], KEYWORDS, tmp_path / "v.wav", minutes=0.4, seed=2, voices=voices,
+                             texts="valid")
+    assert info["voices"] == 2 and info["families"] == ["espeak"] and info["texts"] == "valid"
+    labels = read_labels(tmp_path / "v.csv")
+    assert {lb["source"].split("/")[1] for lb in labels} <= {v.name for v in voices}
+    assert {lb["domain"] for lb in labels} == {"espeak"}
+    fillers = {lb["source"].rsplit("/", 1)[1] for lb in labels if lb["kind"] == "filler"}
+    valid_texts = {t for pair in VALID_CARRIERS for t in pair if t} | set(VALID_NEGATIVE_SENTENCES)
+    assert fillers and fillers <= valid_texts
+    with pytest.raises(DataError, match="unknown sentence texts 'train'"):
+        compose_sentences([], KEYWORDS, tmp_path / "x.wav", voices=voices, texts="train")
 
 
 def test_sentence_recording_labels_match_the_audio(tmp_path):

@@ -163,3 +163,26 @@ def test_setup_script_installs_festival_and_its_voices():
 def test_festival_is_listed_when_installed():
     assert "festival" in tts.available_families()
     assert shutil.which("text2wave")
+
+
+@pytest.mark.parametrize("family", ["espeak", "espeak_accent", "espeak_klatt", "flite"])
+def test_voice_names_read_back_as_the_same_voice(family):
+    from kws_okd.data.tts import ENGINES, voice_from_name
+    voices = ENGINES[family]().sample_voices(40, np.random.default_rng(3))
+    for v in voices:
+        assert voice_from_name(v.name) == v    # values keep their types: 120, not "120"
+
+
+def test_festival_voice_names_read_back(monkeypatch):
+    from kws_okd.data.tts import voice_from_name
+    monkeypatch.setattr(Festival, "voices", lambda self: ("cmu_us_slt_arctic_hts", "kal_diphone"))
+    for v in Festival().sample_voices(20, np.random.default_rng(1)):
+        assert voice_from_name(v.name) == v
+
+
+def test_unreadable_voice_names_say_why():
+    from kws_okd.data.tts import voice_from_name
+    with pytest.raises(ValueError, match="names no known synthesiser family"):
+        voice_from_name("mbrola-us1")
+    with pytest.raises(ValueError, match=r"does not have the flite parameters \['f0', 'stretch', 'voice'\]"):
+        voice_from_name("flite-pitch40-rate100")

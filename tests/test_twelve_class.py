@@ -8,7 +8,7 @@ from kws_okd.data.manifest import read_manifest
 from kws_okd.data.negatives import add_real_negatives
 from kws_okd.data.words import UNKNOWN
 from kws_okd.errors import DataError
-from kws_okd.evaluate.long_audio import at_thresholds, batch_trace, choose_thresholds
+from kws_okd.evaluate.long_audio import at_thresholds, batch_trace, calibrate, choose_thresholds
 from kws_okd.models import build_model
 from kws_okd.stream.engine import StreamConfig, StreamEngine
 
@@ -86,3 +86,31 @@ def test_sweep_reaches_thresholds_above_0999():
     assert op is not None and op["frr"] == 0.0 and 0.9995 < op["threshold"] <= 0.99999
     assert operating_point(sweep(times, scores, labels, ["yes"], 10.0, 1.0,
                                  thresholds=np.linspace(0.5, 0.999, 50)), 1.0) is None
+
+
+class _LoudnessSaysYes(torch.nn.Module):
+    """Class 0 ("yes") wins as a window's peak grows: a detector whose scores are known."""
+    def forward(self, x):
+        peak = x.abs().amax(-1)
+        return torch.stack([12 * peak, torch.full_like(peak, 3.0)], -1)
+
+
+def test_thresholds_from_several_recordings_keep_each_free_of_false_alarms(tmp_path):
+    from kws_okd.audio.io import write_audio
+    from kws_okd.stream.longaudio import write_labels
+    sr = 16000
+    cfg = StreamConfig(hop_ms=100, smooth=1, keywords=("yes",))
+    wavs = []
+    for name, stray in (("a", 0.3), ("b", 0.5)):   # a burst with no keyword label
+        x = np.zeros(6 * sr, np.float32)
+        x[3 * sr:3 * sr + 800] = stray
+        write_audio(tmp_path / f"{name}.wav", x, sr)
+        write_labels(tmp_path / f"{name}.csv", [])
+        wavs.append(tmp_path / f"{name}.wav")
+    score = {s: float(torch.tensor([12 * s, 3.0]).softmax(0)[0]) for s in (0.3, 0.5)}
+    classes = ["yes", UNKNOWN]
+    one = calibrate(_LoudnessSaysYes(), classes, wavs[0], cfg)
+    both = calibrate(_LoudnessSaysYes(), classes, wavs, cfg)
+    assert score[0.3] < one["yes"] <= score[0.3] + 0.011
+    assert score[0.5] < both["yes"] <= score[0.5] + 0.011   # the louder stray sets it
+    assert calibrate(_LoudnessSaysYes(), classes, wavs[::-1], cfg) == both

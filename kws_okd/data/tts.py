@@ -15,6 +15,7 @@ with its voices is not in Debian main.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -55,6 +56,7 @@ class Voice:
 class Engine:
     family = ""
     binary = ""
+    param_keys: tuple = ()   # a voice's parameters, in the order its name lists them
 
     @classmethod
     def available(cls) -> bool:
@@ -104,6 +106,7 @@ def _distinct(sampler, n, rng, tries=50):
 
 class _Espeak(Engine):
     binary = "espeak-ng"
+    param_keys = ("lang", "pitch", "rate", "var")
     languages: tuple = ()
     variants: tuple = ()
 
@@ -159,6 +162,7 @@ class Flite(Engine):
     """CMU Flite: diphone (kal) and clustergen (awb, rms, slt) voices."""
     family = "flite"
     binary = "flite"
+    param_keys = ("f0", "stretch", "voice")
     voices = ("kal", "kal16", "awb", "rms", "slt")
 
     def sample_voices(self, n, rng):
@@ -229,6 +233,7 @@ class Festival(Engine):
     """
     family = "festival"
     binary = "text2wave"
+    param_keys = ("f0", "stretch", "voice")
     persistent = True
     # Pitch ranges (Hz) per voice kind; an HTS voice's f0 maps to a replay factor
     # f0 / HTS_BASE_F0, kept within 0.85-1.18 so the voice stays natural.
@@ -396,6 +401,33 @@ class _FestivalServer:
                 f.close()
             except Exception:
                 pass
+
+
+def voice_from_name(name: str) -> Voice:
+    """The :class:`Voice` whose :attr:`Voice.name` is ``name`` (as the corpus's
+    ``speakers.csv`` records it), so that a later recording can reuse a split's voices.
+    Values may hold dashes (``langen-gb-x-rp``); the keys are read from the family's own
+    voices, and numbers come back as the numbers they were."""
+    family = max((f for f in ENGINES if name.startswith(f + "-")), key=len, default=None)
+    if family is None:
+        raise ValueError(f"voice {name!r} names no known synthesiser family ({sorted(ENGINES)})")
+    keys = ENGINES[family].param_keys
+    pattern = "-".join(f"{re.escape(k)}(.+?)" for k in keys)
+    m = re.fullmatch(pattern, name[len(family) + 1:])
+    if m is None:
+        raise ValueError(f"voice {name!r} does not have the {family} parameters {list(keys)}")
+
+    def value(v: str):
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+    voice = Voice(family, tuple((k, value(v)) for k, v in zip(keys, m.groups())))
+    if voice.name != name:
+        raise ValueError(f"voice {name!r} does not read back as itself ({voice.name!r})")
+    return voice
 
 
 def available_families() -> list[str]:

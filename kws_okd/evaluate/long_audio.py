@@ -7,7 +7,8 @@ a pool manifest written here:
 
 * **validation** (thresholds): keywords and synthetic non-keywords of the training
   families' validation speakers, one half of the held-out real recordings
-  (klettres-data files never trained on), music;
+  (klettres-data files never trained on), music; with it, the sentences of the same
+  speakers (:mod:`kws_okd.evaluate.sentences`, ``valid_sentences``);
 * **test**: keywords of the held-out synthesiser families (unseen voices) and the
   real keyword clips of the dev set, as positives; synthetic non-keywords of those
   families, the other half of the held-out real recordings, the real non-keyword
@@ -126,10 +127,18 @@ def _frr(op):
                                         latency_median_s=op["latency_median_s"])
 
 
-def calibrate(model, classes, wav, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
-    labels = read_labels(Path(wav).with_suffix(".csv"))
-    times, scores, keywords, dur = trace(model, classes, wav, config)
-    return choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s, fa_per_hour)
+def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
+    """Per-keyword thresholds (:func:`choose_thresholds`) on one recording or several:
+    with several, each keyword takes the highest of its thresholds, the lowest that keeps
+    every recording within its share of false alarms."""
+    out: dict[str, float] = {}
+    for wav in [wavs] if isinstance(wavs, (str, Path)) else wavs:
+        labels = read_labels(Path(wav).with_suffix(".csv"))
+        times, scores, keywords, dur = trace(model, classes, wav, config)
+        for k, t in choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s,
+                                      fa_per_hour).items():
+            out[k] = max(out.get(k, 0.0), t)
+    return out
 
 
 # -- recordings -----------------------------------------------------------------------

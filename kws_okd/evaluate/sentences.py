@@ -53,6 +53,31 @@ NEGATIVE_SENTENCES = (
 )
 
 
+# The validation recording's texts (thresholds are chosen on it, with the training
+# families' validation voices): disjoint from the test texts above, so that no test
+# sentence or carrier is heard before the test (checked in the tests).
+VALID_CARRIERS = (
+    ("let us", "now"), ("you should", "soon"), ("he yelled", "at them"), ("", "thanks"),
+    ("then", ""), ("they said", "three times"), ("try", "slowly"), ("my answer is", "today"),
+    ("okay", ""), ("was it", "or not"), ("", "for sure"), ("we will", "tomorrow"),
+    ("always", "first"), ("the sign said", "here"), ("i guess", "as well"), ("so", ""),
+)
+VALID_NEGATIVE_SENTENCES = (
+    "the bus was late again", "i need a new pair of shoes", "can we talk tomorrow",
+    "the soup tastes good", "my phone battery is low", "she reads every night",
+    "the garden looks lovely", "we had pasta for dinner", "is this seat taken",
+    "the kids played outside", "he fixed the old bike", "the movie starts at nine",
+    "i like this song", "the cat sleeps all day", "we walked to the park",
+    "the printer is broken", "her brother works at a bank", "they moved to a small town",
+    "the lamp is very bright", "my hands are cold", "pass me the salt",
+    "the ticket costs ten dollars", "we saw a big ship", "a glass of cold water",
+    "the baby laughed", "our teacher was kind", "this road is very long",
+    "i lost my wallet", "the flowers need sun", "he cooked eggs for breakfast",
+    "the office is quiet today", "where did you park the car",
+)
+TEXTS = {"test": (CARRIERS, NEGATIVE_SENTENCES), "valid": (VALID_CARRIERS, VALID_NEGATIVE_SENTENCES)}
+
+
 def _render(engine, voice, text: str, sr: int) -> np.ndarray:
     x = engine.synthesize(voice, text, sr)
     a, b = speech_span(x, sr)
@@ -61,14 +86,25 @@ def _render(engine, voice, text: str, sr: int) -> np.ndarray:
 
 def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: int = 0,
                       voices_per_family: int = 6, keyword_share: float = 0.5,
-                      gap_s=(0.6, 1.6), sample_rate: int = 16000) -> dict:
-    """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info); deterministic for ``seed``."""
+                      gap_s=(0.6, 1.6), sample_rate: int = 16000, voices=None, texts: str = "test") -> dict:
+    """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info); deterministic for ``seed``.
+
+    Speakers are ``voices_per_family`` new voices of each family, or the given ``voices``
+    (:class:`~kws_okd.data.tts.Voice`, e.g. a corpus split's); ``texts`` picks the
+    carriers and sentences (:data:`TEXTS`)."""
     from kws_okd.data.tts import get_engine
-    if not families:
+    if not families and not voices:
         raise DataError("a sentence recording needs at least one synthesiser family")
+    if texts not in TEXTS:
+        raise DataError(f"unknown sentence texts {texts!r}; known: {sorted(TEXTS)}")
+    carriers, negatives = TEXTS[texts]
     rng = np.random.default_rng(seed)
     speakers = []
-    for fam in families:
+    if voices:
+        engines = {v.family: get_engine(v.family) for v in voices}
+        speakers = [(v.family, engines[v.family], v) for v in voices]
+        families = sorted(engines)
+    for fam in families if not voices else ():
         engine = get_engine(fam)
         speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
     total = int(minutes * 60 * sample_rate)
@@ -81,10 +117,10 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
         spk = f"{fam}/{voice.name}"
         if rng.random() < keyword_share:
             word = keywords[rng.integers(len(keywords))]
-            before, after = CARRIERS[rng.integers(len(CARRIERS))]
+            before, after = carriers[rng.integers(len(carriers))]
             pieces = [(p, kind) for p, kind in ((before, "filler"), (word, "keyword"), (after, "filler")) if p]
         else:
-            pieces = [(NEGATIVE_SENTENCES[rng.integers(len(NEGATIVE_SENTENCES))], "filler")]
+            pieces = [(negatives[rng.integers(len(negatives))], "filler")]
         parts, spans, pos = [], [], 0
         for i, (text, kind) in enumerate(pieces):
             if i:
@@ -115,22 +151,25 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
     out_wav = Path(out_wav)
     write_audio(out_wav, audio, sample_rate)
     write_labels(out_wav.with_suffix(".csv"), labels)
-    info = dict(minutes=minutes, seed=seed, families=list(families), voices=len(speakers),
+    info = dict(minutes=minutes, seed=seed, families=list(families), voices=len(speakers), texts=texts,
                 keywords=list(keywords), keyword_sentences=n_kw, sentences_without_keyword=n_neg)
     write_json(out_wav.with_suffix(".json"), info)
     return info
 
 
-def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int = 0) -> Path:
-    """``test_sentences.wav`` in ``out_dir``, composed unless an earlier build with the
-    same settings is there."""
+def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int = 0,
+                    name: str = "test_sentences", voices=None, texts: str = "test") -> Path:
+    """``<name>.wav`` in ``out_dir``, composed unless an earlier build with the same
+    settings is there."""
     out_dir = Path(out_dir)
-    wav = out_dir / "test_sentences.wav"
+    wav = out_dir / f"{name}.wav"
     want = dict(families=list(families), keywords=list(keywords), minutes=minutes, seed=seed,
-                carriers=hashlib.sha1(repr((CARRIERS, NEGATIVE_SENTENCES)).encode()).hexdigest()[:12])
+                carriers=hashlib.sha1(repr(TEXTS[texts]).encode()).hexdigest()[:12])
+    if voices:
+        want["voices"] = [v.name for v in voices]
     info = wav.with_suffix(".json")
     if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
         return wav
-    meta = compose_sentences(families, keywords, wav, minutes=minutes, seed=seed)
+    meta = compose_sentences(families, keywords, wav, minutes=minutes, seed=seed, voices=voices, texts=texts)
     write_json(info, dict(meta, settings=want))
     return wav
