@@ -141,6 +141,10 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
         thr = calibrate(model, blob["classes"], validation_recordings(recs), cfg, fa_per_hour)
         set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
                               refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON)
+        try:   # storing the thresholds changed the file: prepare its fast-path entry now (next
+            load_fast_model(path)   # to it), so that the first `kws-okd stream` on it starts warm
+        except (FastPathUnavailable, KWSError):
+            pass
         results[name] = dict(thresholds=thr, **{k: score_recording(model, blob["classes"], recs[k], cfg, thr)
                                                  for k in recs if not k.startswith("valid")})
     for rec in (k for k in recs if not k.startswith("valid")):
