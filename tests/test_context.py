@@ -90,8 +90,46 @@ def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus,
 def test_runs_with_context_get_their_own_folders_and_teacher():
     from kws_okd.train.config import context_tag, load_recipe
     assert context_tag(0) == "" and context_tag("0.5") == "+context0.5"
-    plain, ctx = load_recipe("student", []), load_recipe("student", ["context_speech.p=0.5"])
+    assert context_tag(0.5, "context") == "+context0.5+teacherctx"
+    plain, ctx = load_recipe("student", ["context_speech.p=0"]), load_recipe("student", ["context_speech.p=0.5"])
     assert plain.exp_dir.endswith("bcresnet1-okd/seed0")
     assert ctx.exp_dir.endswith("bcresnet1-okd+context0.5/seed0")
-    assert "teacher-speech_embedding+context0.5/seed0" in ctx.teacher_ckpt
-    assert load_recipe("teacher", ["context_speech.p=0.5"]).exp_dir.endswith("speech_embedding+context0.5/seed0")
+    # The teacher hears clean words by default: students share the teacher trained without context.
+    assert "teacher-speech_embedding/seed0" in ctx.teacher_ckpt == plain.teacher_ckpt
+    assert load_recipe("teacher", ["context_speech.p=0.5"]).exp_dir.endswith("speech_embedding/seed0")
+    both = ["context_speech.p=0.5", "context_speech.teacher_hears=context"]
+    assert load_recipe("student", both).exp_dir.endswith("bcresnet1-okd+context0.5+teacherctx/seed0")
+    assert "teacher-speech_embedding+context0.5/seed0" in load_recipe("student", both).teacher_ckpt
+    assert load_recipe("teacher", both).exp_dir.endswith("speech_embedding+context0.5/seed0")
+
+
+def test_teacher_hears_the_clean_clips_in_kd_and_okd():
+    from kws_okd.augment.context import TeacherHearsClean
+    from kws_okd.distill.losses import build_objective
+    torch.manual_seed(0)
+    clean = torch.randn(4, 100)
+    heard = clean + torch.randn(4, 100)          # the student's input: clips with context
+    x_ood = torch.randn(2, 100)
+    net = torch.nn.Linear(100, 3)
+    calls = []
+
+    def teacher(x):
+        calls.append(x.clone())
+        return net(x)
+    t = TeacherHearsClean(teacher, heard, clean)
+    y = torch.tensor([0, 1, 2, 0])
+    build_objective("kd")(net, t, heard, y)
+    assert torch.equal(calls[-1], clean)
+    build_objective("okd")(net, t, heard, y, augment=lambda x: x_ood)
+    assert torch.equal(calls[-1], torch.cat([clean, x_ood]))
+    t(x_ood)                                     # any other input (an augmenter's) passes through
+    assert torch.equal(calls[-1], x_ood)
+    with pytest.raises(ConfigError, match="teacher_hears must be one of"):
+        ContextSpeech(teacher_hears="both")
+
+
+def test_a_teachers_own_training_gets_context_only_when_it_is_to_hear_it():
+    cfg = {"p": 0.5, "teacher_hears": "clean"}
+    assert build_context(cfg, ["yes", "_silence_"], role="teacher") is None
+    assert build_context(cfg, ["yes", "_silence_"], role="student").teacher_hears == "clean"
+    assert build_context(dict(cfg, teacher_hears="context"), ["yes"], role="teacher").p == 0.5

@@ -8,6 +8,7 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
+from kws_okd.augment.context import TeacherHearsClean
 from kws_okd.augment.registry import bind_networks
 from kws_okd.train.callbacks import unwrap
 
@@ -62,13 +63,17 @@ class KWSBrain(sb.Brain):
         wav, y, _ = batch
         wav, y = wav.to(self.device), y.to(self.device)
         if stage == sb.Stage.TRAIN:
+            teacher = self.teacher
             context = getattr(self.hparams, "context", None)
             if context is not None:   # speech around the word (kws_okd/augment/context.py)
-                wav = context(wav, y)
+                heard = context(wav, y)
+                if teacher is not None and context.teacher_hears == "clean":
+                    teacher = TeacherHearsClean(teacher, heard, wav)
+                wav = heard
             objective = self.hparams.objective
             if hasattr(objective, "set_progress"):
                 objective.set_progress(self.progress())
-            return objective(self.modules.student, self.teacher, wav, y, self.hparams.augment)
+            return objective(self.modules.student, teacher, wav, y, self.hparams.augment)
         return self.modules.student(wav)
 
     def compute_objectives(self, outputs, batch, stage):

@@ -139,7 +139,7 @@ def train(cfg) -> Path:
     clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
     context = build_context(OmegaConf.to_container(cfg.context_speech, resolve=True)
-                            if cfg.get("context_speech") else None, classes)
+                            if cfg.get("context_speech") else None, classes, role=str(cfg.get("role", "student")))
     hparams = dict(objective=objective, augment=augment, context=context, lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
