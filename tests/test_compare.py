@@ -107,7 +107,7 @@ def test_each_method_picks_its_groups_in_both_recipes(method):
     stepped = load_recipe("compare", [f"method={method}", "seed=1", "steps=300", "budget=s300"])
     assert stepped.steps == 300 and stepped.exp_dir.endswith(f"compare/synth_default_task12/s300/{method}/seed1")
     assert student.exp_dir.endswith(f"-{distill}{'' if averaging == 'none' else '+' + averaging}"
-                                    f"{RUN_TAG.get(method, '')}/seed1")
+                                    f"{RUN_TAG.get(method, '')}+context0.5/seed1")
 
 
 def test_compare_sweep_is_twelve_methods_by_three_seeds():
@@ -121,7 +121,7 @@ def test_compare_sweep_is_twelve_methods_by_three_seeds():
 
 def test_okd_rnc_keeps_its_run_folder():
     cfg = load_recipe("student", ["+method=okd_rnc"])
-    assert cfg.augment.name == "policy" and cfg.exp_dir.endswith("bcresnet1-okd+rnc/seed0")
+    assert cfg.augment.name == "policy" and cfg.exp_dir.endswith("bcresnet1-okd+rnc+context0.5/seed0")
 
 
 # -- the tool, end to end on a tiny corpus -------------------------------------------------

@@ -54,7 +54,7 @@ def test_teacher_then_okd_student_then_report(tiny_corpus, tmp_path):
     assert t_pt.exists()
     s_pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=okd",
                                                   "student=bcresnet1", "seed=2")))
-    assert "bcresnet1-okd/seed2" in str(s_pt)
+    assert "bcresnet1-okd+context0.5/seed2" in str(s_pt)
     summary = json.loads((s_pt.parent / "train_summary.json").read_text())
     assert summary["method"] == "okd" and summary["params"] <= 20_000
     out = tmp_path / "report"
