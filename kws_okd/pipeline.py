@@ -76,10 +76,10 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
         real_csv = Path(real_csv).with_name("real_dev.csv")
     out = Path(manifests) / "long_audio"
     recs = build_long_audio(manifests, corpus_noise, out, held_real, real_csv, minutes=minutes, snrs=(None, 5.0))
-    ood = json.loads((Path(manifests) / "protocol.json").read_text()).get("ood_domains", [])
-    families = [f for f in ood if f in ENGINES and ENGINES[f].available()]
+    proto = json.loads((Path(manifests) / "protocol.json").read_text())
+    families = [f for f in proto.get("ood_domains", []) if f in ENGINES and ENGINES[f].available()]
     keywords = default_keywords(read_classes(Path(manifests) / "classes.txt"))
-    valid_voices = split_voices(manifests, "validation")
+    valid_voices = split_voices(proto, "validation")
     if valid_voices:   # running speech of the training families, for the thresholds
         recs["valid_sentences"] = build_sentences([], keywords, out, minutes=min(6.0, minutes),
                                                   name="valid_sentences", voices=valid_voices, texts="valid")
@@ -88,14 +88,13 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     return recs
 
 
-def split_voices(manifests, split: str) -> list:
+def split_voices(proto: dict, split: str) -> list:
     """The synthetic voices of the training families in a corpus ``split`` (its
-    ``speakers.csv``), or none when the corpus has no such record (a real corpus)."""
+    ``speakers.csv``; ``proto`` is the manifests' ``protocol.json``), or none when the
+    corpus has no such record (a real corpus)."""
     import csv
-    import json
 
     from kws_okd.data.tts import ENGINES, voice_from_name
-    proto = json.loads((Path(manifests) / "protocol.json").read_text())
     speakers = Path(proto.get("root", "")) / "speakers.csv"
     if not proto.get("root") or not speakers.is_file():
         return []

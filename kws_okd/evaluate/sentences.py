@@ -104,9 +104,10 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
         engines = {v.family: get_engine(v.family) for v in voices}
         speakers = [(v.family, engines[v.family], v) for v in voices]
         families = sorted(engines)
-    for fam in families if not voices else ():
-        engine = get_engine(fam)
-        speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
+    else:
+        for fam in families:
+            engine = get_engine(fam)
+            speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
     total = int(minutes * 60 * sample_rate)
     audio = np.zeros(total, dtype=np.float32)
     labels, active = [], []

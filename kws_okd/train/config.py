@@ -26,7 +26,7 @@ def context_tag(p, teacher_hears: str = "clean") -> str:
 def teacher_context_tag(p, teacher_hears: str = "clean") -> str:
     """Run-folder tag of the teacher: it trains with speech around the word only when it is
     to hear it (``teacher_hears: context``); otherwise students share the default teacher."""
-    return f"+context{float(p):g}" if float(p) != 0 and teacher_hears == "context" else ""
+    return context_tag(p) if teacher_hears == "context" else ""
 
 
 for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag)):
