@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from kws_okd.data.manifest import read_classes
-from kws_okd.data.registry import prepare_data
+from kws_okd.data.registry import corpus_noise_dir, prepare_data
 from kws_okd.errors import KWSError
 from kws_okd.evaluate.compare import mean_std
 from kws_okd.evaluate.report import evaluate
@@ -53,11 +53,6 @@ def real_dev_set(manifests) -> dict:
         write_manifest(csv.with_name(f"{name}.csv"), part)
         sets[name] = (csv.with_name(f"{name}.csv"), "real")
     return sets
-
-
-def corpus_noise_dir(data_cfg) -> Path:
-    """The corpus's background-noise folder (music, noise and near silence)."""
-    return Path(data_cfg.get("corpus_dir") or data_cfg.get("root")) / "_background_noise_"
 
 
 def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, minutes: float = 8.0) -> dict:

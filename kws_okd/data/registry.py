@@ -31,6 +31,11 @@ def prepare_data(cfg, progress: bool = True) -> Path:
     return Path(DATA_KINDS[kind](cfg, progress))
 
 
+def corpus_noise_dir(data_cfg) -> Path:
+    """The corpus's background-noise folder (music, noise and near silence)."""
+    return Path(data_cfg.get("corpus_dir") or data_cfg.get("root") or ".") / "_background_noise_"
+
+
 def modality_of(manifest) -> str:
     proto = Path(manifest).parent / "protocol.json"
     if proto.exists():

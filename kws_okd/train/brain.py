@@ -13,6 +13,21 @@ from kws_okd.augment.registry import bind_networks
 from kws_okd.train.callbacks import unwrap
 
 
+def what_each_hears(wav, y, context=None, noise=None):
+    """A training batch as the student hears it and as the teacher does: the student gets
+    speech around the word (kws_okd/augment/context.py), then background noise
+    (kws_okd/augment/background.py); the teacher hears the context only when its
+    ``teacher_hears`` says so, and never the noise."""
+    clean = wav
+    if context is not None:
+        wav = context(wav, y)
+        if context.teacher_hears == "context":
+            clean = wav
+    if noise is not None:
+        wav = noise(wav, y)
+    return wav, clean
+
+
 class KWSBrain(sb.Brain):
     """``modules.student`` is trained; ``self.teacher`` (frozen, not a module of the
     Brain so it is neither trained, checkpointed nor wrapped for DDP) teaches it.
@@ -64,12 +79,10 @@ class KWSBrain(sb.Brain):
         wav, y = wav.to(self.device), y.to(self.device)
         if stage == sb.Stage.TRAIN:
             teacher = self.teacher
-            context = getattr(self.hparams, "context", None)
-            if context is not None:   # speech around the word (kws_okd/augment/context.py)
-                heard = context(wav, y)
-                if teacher is not None and context.teacher_hears == "clean":
-                    teacher = TeacherHearsClean(teacher, heard, wav)
-                wav = heard
+            wav, clean = what_each_hears(wav, y, getattr(self.hparams, "context", None),
+                                         getattr(self.hparams, "noise", None))
+            if teacher is not None and wav is not clean:
+                teacher = TeacherHearsClean(teacher, wav, clean)
             objective = self.hparams.objective
             if hasattr(objective, "set_progress"):
                 objective.set_progress(self.progress())

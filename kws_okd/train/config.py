@@ -29,7 +29,14 @@ def teacher_context_tag(p, teacher_hears: str = "clean") -> str:
     return context_tag(p) if teacher_hears == "context" else ""
 
 
-for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag)):
+def noise_tag(p) -> str:
+    """Run-folder tag of a student's ``background_noise`` (kws_okd/augment/background.py):
+    none when it is off, so noisy and clean-trained runs never share a folder."""
+    return "" if float(p) == 0 else f"+noise{float(p):g}"
+
+
+for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
+                   ("noise_tag", noise_tag)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 

@@ -16,9 +16,10 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from torch.utils.data import DataLoader
 
 from kws_okd.augment import build_augmentation
+from kws_okd.augment.background import build_background_noise
 from kws_okd.augment.context import build_context
 from kws_okd.data.manifest import read_classes
-from kws_okd.data.registry import load_dataset, prepare_data
+from kws_okd.data.registry import corpus_noise_dir, load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
@@ -140,7 +141,10 @@ def train(cfg) -> Path:
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
     context = build_context(OmegaConf.to_container(cfg.context_speech, resolve=True)
                             if cfg.get("context_speech") else None, classes, role=str(cfg.get("role", "student")))
-    hparams = dict(objective=objective, augment=augment, context=context, lr=float(cfg.optim.lr),
+    noise = build_background_noise(OmegaConf.to_container(cfg.background_noise, resolve=True)
+                                   if cfg.get("background_noise") else None, classes,
+                                   corpus_noise_dir(cfg.data), role=str(cfg.get("role", "student")))
+    hparams = dict(objective=objective, augment=augment, context=context, noise=noise, lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
