@@ -135,8 +135,9 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
         thr = calibrate(model, blob["classes"], validation_recordings(recs), cfg, fa_per_hour)
         set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
                               refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON)
-        try:   # storing the thresholds changed the file: prepare its fast-path entry now (next
-            load_fast_model(path)   # to it), so that the first `kws-okd stream` on it starts warm
+        try:   # storing the thresholds changed the file: prepare its fast-path entry now, next
+            load_fast_model(path, embed=True)   # to it and inside it, so that the first `kws-okd
+            # stream` on it, or on a copy of model.pt alone, starts warm
         except (FastPathUnavailable, KWSError):
             pass
         results[name] = dict(thresholds=thr, **{k: score_recording(model, blob["classes"], recs[k], cfg, thr)

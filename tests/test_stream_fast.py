@@ -177,6 +177,54 @@ def test_warm_start_does_not_import_pytorch(student):
     assert [g[:2] for g in parse(p.stdout)] == [(round(d.time_s, 2), d.keyword) for d in student["ref"]]
 
 
+def test_a_model_file_carries_its_checked_entry_and_a_copy_alone_starts_without_pytorch(student, tmp_path):
+    import zipfile
+
+    import kws_okd.stream.fast as fast
+    from kws_okd.train.checkpoint import load_model, set_stream_thresholds
+    made, copied = tmp_path / "made", tmp_path / "copied"
+    made.mkdir()
+    copied.mkdir()
+    model = made / "model.pt"
+    model.write_bytes(student["model"].read_bytes())
+    assert fast.embedded_entry(model) is None
+    a = fast.load_fast_model(model, embed=True)
+    carried = fast.embedded_entry(model)
+    assert sorted(carried) == sorted(fast.ENTRY_FILES)
+    assert carried["classifier.onnx"] == (a.folder / "classifier.onnx").read_bytes()
+    assert a.folder.name == f"stream-{fast.model_digest(model)[:20]}"   # named after the new file
+    torch_model, blob = load_model(model)                # torch.load ignores the extra records
+    assert blob["classes"] == CLASSES
+    with pytest.raises(ConfigError, match="already carries a fast-stream entry"):
+        fast.embed_fast_entry(model, a.folder)
+    # model.pt alone, elsewhere: no cache, no PyTorch, no export; detections as before.
+    (copied / "model.pt").write_bytes(model.read_bytes())
+    args = ["stream", "--model", str(copied / "model.pt"), "--threshold", f"{student['thr']:.9f}",
+            "--keywords", ",".join(KEYWORDS), "--wav", str(student["wav"])]
+    code = ("import sys\nfrom kws_okd.cli import main\n"
+            f"rc = main({args!r})\n"
+            "print('HEAVY', [m for m in ('torch', 'kws_okd.train.checkpoint') if m in sys.modules], "
+            "file=sys.stderr)\nsys.exit(rc)\n")
+    env = {k: v for k, v in os.environ.items() if k != "KWS_OKD_CACHE"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "HEAVY []" in p.stderr and "preparing" not in p.stderr
+    assert [g[:2] for g in parse(p.stdout)] == [(round(d.time_s, 2), d.keyword) for d in student["ref"]]
+    assert len(list((copied / ".kws-okd-cache").iterdir())) == 1
+    # Rewritten weights or thresholds drop the entry (set_stream_thresholds saves a new file) ...
+    set_stream_thresholds(copied / "model.pt", {"yes": 0.5})
+    assert fast.embedded_entry(copied / "model.pt") is None
+    # ... and an entry whose model records changed under it is not trusted.
+    with zipfile.ZipFile(model) as z:
+        records = {i.filename: z.read(i.filename) for i in z.infolist()}
+    pkl = next(n for n in records if n.endswith("/data.pkl"))
+    records[pkl] = records[pkl].replace(b"bcresnet1", b"bcresnetX")
+    with zipfile.ZipFile(tmp_path / "edited.pt", "w") as z:
+        for n, data in records.items():
+            z.writestr(n, data)
+    assert fast.embedded_entry(tmp_path / "edited.pt") is None
+
+
 def test_raw_waveform_model_streams_with_pytorch(tmp_path, capsys):
     from kws_okd.models import build_model
     from kws_okd.train.checkpoint import save_model

@@ -11,6 +11,12 @@ is most of the start-up time.
 Entries live in ``.kws-okd-cache/`` next to the model (or ``$KWS_OKD_CACHE``, or
 ``~/.cache/kws-okd`` when the model's folder is read-only), named by a hash of the
 model file and of this format's version: a retrained model gets a new entry.
+
+A model file can also carry its checked entry (``embed=True``; ``make run`` does it for
+every student): three extra records in the zip archive ``torch.save`` writes, which
+``torch.load`` ignores. A copy of ``model.pt`` alone then starts without PyTorch and
+without an export: the entry is unpacked into the cache. It is used only while the
+model's own records are those it was checked against (their CRC-32s are in it).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,8 @@ from kws_okd.stream.features import NumpyFrames
 FORMAT = "kws-okd-fast-stream/2"   # 2: carries the thresholds stored in model.pt
 TOLERANCE = 1e-4          # max abs posterior difference to PyTorch (as the export requires)
 META = "fast.json"
+ENTRY_FILES = (META, "frontend.npz", "classifier.onnx")
+EMBEDDED = "kws-okd-fast"   # the folder of the embedded entry inside model.pt's archive
 
 
 class FastPathUnavailable(ConfigError):
@@ -91,8 +100,58 @@ def _usable(root: Path) -> bool:
         return False
 
 
-def load_fast_model(model_path, cache_dir=None, threads: int = 1, log=None) -> FastWindowModel:
-    """The fast model of ``model_path``, from the cache or built (and checked) now.
+def _model_records(z: zipfile.ZipFile) -> tuple[str, dict[str, int]]:
+    """The archive's top folder and the CRC-32 of each of the model's own records."""
+    infos = z.infolist()
+    top = infos[0].filename.split("/")[0] if infos else ""
+    return top, {i.filename: i.CRC for i in infos if not i.filename.startswith(f"{top}/{EMBEDDED}/")}
+
+
+def embedded_entry(model_path) -> dict[str, bytes] | None:
+    """The entry embedded in ``model_path`` (file name -> bytes), or None when it has none,
+    is not a zip archive, or its records changed since the entry was checked."""
+    try:
+        with zipfile.ZipFile(model_path) as z:
+            top, records = _model_records(z)
+            files = {f: z.read(f"{top}/{EMBEDDED}/{f}") for f in ENTRY_FILES}
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    try:
+        checked = json.loads(files[META]).get("model_records")
+    except ValueError:
+        return None
+    return files if checked == records else None
+
+
+def embed_fast_entry(model_path, entry) -> None:
+    """Append the checked cache entry in the folder ``entry`` to the model file (atomically:
+    a copy gets the records, then replaces the file)."""
+    from kws_okd.utils.atomic import atomic_path
+    path = Path(model_path)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            top, records = _model_records(z)
+            if len(records) < len(z.infolist()):
+                raise ConfigError(f"{path}: already carries a fast-stream entry")
+            meta = dict(json.loads((Path(entry) / META).read_text()), model_records=records)
+            z.writestr(f"{top}/{EMBEDDED}/{META}", json.dumps(meta, indent=2) + "\n")
+            for f in ENTRY_FILES[1:]:
+                z.write(Path(entry) / f, f"{top}/{EMBEDDED}/{f}")
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    try:
+        os.rename(tmp, final)
+    except OSError:   # another process published it first (or a broken leftover)
+        if not (final / META).is_file():
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(tmp, final)
+
+
+def load_fast_model(model_path, cache_dir=None, threads: int = 1, log=None, embed: bool = False) -> FastWindowModel:
+    """The fast model of ``model_path``, from the cache, from the entry the file carries, or
+    built (and checked) now; ``embed=True`` then stores the new entry in the model file too.
     ``log(message)`` hears about a build (it takes a few seconds, once)."""
     path = Path(model_path)
     if not path.is_file():
@@ -111,19 +170,22 @@ def load_fast_model(model_path, cache_dir=None, threads: int = 1, log=None) -> F
     if root is None:
         raise ConfigError(f"no writable cache folder for the fast streaming model (tried "
                           f"{', '.join(map(str, roots))}); pass --cache-dir or use --runtime torch")
-    if log:
-        log(f"preparing the fast streaming model for {path} (once; cached in {root / name})")
-    from kws_okd.train.checkpoint import load_model
-    model, blob = load_model(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
     try:
-        build_fast(model, blob["classes"], tmp, source=str(path), stream=blob.get("stream"))
-        try:
-            os.rename(tmp, root / name)
-        except OSError:   # another process published it first (or a broken leftover)
-            if not (root / name / META).is_file():
-                shutil.rmtree(root / name, ignore_errors=True)
-                os.rename(tmp, root / name)
+        carried = embedded_entry(path)
+        if carried is not None:   # no PyTorch, no export: the file's own checked entry
+            for f, data in carried.items():
+                (tmp / f).write_bytes(data)
+        else:
+            if log:
+                log(f"preparing the fast streaming model for {path} (once; cached in {root / name})")
+            from kws_okd.train.checkpoint import load_model
+            model, blob = load_model(path)
+            build_fast(model, blob["classes"], tmp, source=str(path), stream=blob.get("stream"))
+            if embed:   # the file changes, and with it the entry's name
+                embed_fast_entry(path, tmp)
+                name = f"stream-{model_digest(path)[:20]}"
+        _publish(tmp, root / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return FastWindowModel(root / name, threads)
