@@ -68,12 +68,15 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert not {lb["source"].rsplit("/", 1)[1] for lb in vsent} & {lb["source"].rsplit("/", 1)[1] for lb in sent
                                                                     if lb["kind"] == "filler"}
     assert "sentences of the same speakers" in blob["stream"]["chosen_on"]
-    # The fast streaming path of the final file (thresholds stored) is prepared next to it.
+    # The fast streaming path of the final file (thresholds stored) is prepared next to it
+    # and inside it.
     from pathlib import Path
 
-    from kws_okd.stream.fast import model_digest
+    from kws_okd.stream.fast import embedded_entry, model_digest
     student = Path(report["models"]["bcresnet1-erm/seed0"]["path"])
     assert (student.parent / ".kws-okd-cache" / f"stream-{model_digest(student)[:20]}" / "fast.json").is_file()
+    carried = json.loads(embedded_entry(student)["fast.json"])
+    assert carried["stream"]["thresholds"] == thr != {}
     assert "Task: **12-class**" in text
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
 
