@@ -258,6 +258,24 @@ def default_real_audio_folders() -> list[Path]:
     return folders
 
 
+KTUBERLING_ROOT = Path("/usr/share/ktuberling/sounds")
+
+
+def ktuberling_folders() -> list[Path]:
+    """ktuberling-data's spoken object names, one folder a language (about 1,800 files, 26
+    languages, 72 in English; the Serbian script variants repeat one recording, so only
+    ``sr`` is kept). Extra unlabelled training audio for ``okd_real``; never evaluated on."""
+    hint = "install it with: sudo apt-get install -y --no-install-recommends ktuberling-data"
+    if not KTUBERLING_ROOT.is_dir():
+        raise DataError(f"{KTUBERLING_ROOT}: missing; the extra real-audio windows need the Debian "
+                        f"package ktuberling-data; {hint}")
+    folders = sorted(d for d in KTUBERLING_ROOT.iterdir() if d.is_dir() and "@" not in d.name
+                     and any(p.suffix.lower() in AUDIO_EXTS for p in d.iterdir()))
+    if not folders:
+        raise DataError(f"{KTUBERLING_ROOT}: no recordings found (ktuberling-data incomplete?); {hint}")
+    return folders
+
+
 def _excluded(p: Path) -> bool:
     """GSC-word recordings (by name) and the evaluation-only sources."""
     if p.stem.lower() in GSC_V2_WORDS or "/".join(p.parts[-3:-1] + (p.stem,)) in _KEYWORD_LIKE:
