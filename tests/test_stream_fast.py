@@ -197,6 +197,13 @@ def test_a_model_file_carries_its_checked_entry_and_a_copy_alone_starts_without_
     assert blob["classes"] == CLASSES
     with pytest.raises(ConfigError, match="already carries a fast-stream entry"):
         fast.embed_fast_entry(model, a.folder)
+    # A file whose entry is cached but not inside it gets it embedded too.
+    late = made / "late.pt"
+    late.write_bytes(student["model"].read_bytes())
+    fast.load_fast_model(late)
+    assert fast.embedded_entry(late) is None
+    fast.load_fast_model(late, embed=True)
+    assert fast.embedded_entry(late)["classifier.onnx"] == carried["classifier.onnx"]
     # model.pt alone, elsewhere: no cache, no PyTorch, no export; detections as before.
     (copied / "model.pt").write_bytes(model.read_bytes())
     args = ["stream", "--model", str(copied / "model.pt"), "--threshold", f"{student['thr']:.9f}",

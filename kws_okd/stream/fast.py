@@ -161,11 +161,16 @@ def load_fast_model(model_path, cache_dir=None, threads: int = 1, log=None, embe
     for root in roots:
         if (root / name / META).is_file():
             try:
-                return FastWindowModel(root / name, threads)
+                found = FastWindowModel(root / name, threads)
             except ConfigError as e:   # a damaged entry: rebuilt below
                 if log:
                     log(f"rebuilding: {e}")
                 shutil.rmtree(root / name, ignore_errors=True)
+                continue
+            if embed and embedded_entry(path) is None:   # cached, but not yet inside the file
+                embed_fast_entry(path, found.folder)
+                return load_fast_model(path, cache_dir, threads, log)
+            return found
     root = next((r for r in roots if _usable(r)), None)
     if root is None:
         raise ConfigError(f"no writable cache folder for the fast streaming model (tried "
