@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="+", help="name=path/to/model.pt")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--overrides", nargs="*", default=[], help="data overrides, as for make run")
+    ap.add_argument("--teacher", type=Path, help="the teacher's model.pt: adds top-1 agreement with it "
+                    "on the held-out real recordings (the report's agree column)")
     ap.add_argument("--thresholds-on", choices=["all", "isolated"], default="all",
                     help="validation recordings the thresholds are chosen on")
     a = ap.parse_args(argv)
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
     from kws_okd.evaluate.long_audio import calibrate, score_recording
     from kws_okd.evaluate.report import evaluate
     from kws_okd.pipeline import (corpus_noise_dir, heldout_real_windows, long_audio_recordings,
-                                  prepare_data, real_dev_set, validation_recordings)
+                                  prepare_data, real_dev_set, teacher_agreement, validation_recordings)
     from kws_okd.stream.engine import StreamConfig
     from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.train.checkpoint import load_model
@@ -56,6 +58,9 @@ def main(argv=None) -> int:
     real = real_dev_set(manifests)
     recs = long_audio_recordings(manifests, corpus_noise_dir(cfg.data), held, real)
     clips = evaluate(paths, manifests, a.out / "clips", plots=False, extra_sets=real)
+    agree = {}
+    if a.teacher is not None and held is not None:
+        agree = teacher_agreement({**paths, "_teacher": str(a.teacher)}, "_teacher", held)
     scfg = StreamConfig()
     results = {}
     for name, path in paths.items():
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
         thr = calibrate(model, blob["classes"], valid, scfg, 1.0)
         r = dict(id_acc=row["id_acc"], ood_acc=row["ood_acc"], real_acc=row.get("real_acc"),
                  real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
-                 thresholds=thr)
+                 thresholds=thr, **({"agree": agree[name]["agree"]} if name in agree else {}))
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
@@ -80,9 +85,10 @@ def main(argv=None) -> int:
         print(name, json.dumps({k: v for k, v in r.items() if k != "thresholds"}), flush=True)
     write_json(a.out / "results.json", results)
     shown = [k for k in ("test_clean", "test_snr5", "test_sentences") if k in recs]
-    lines = ["| model | ID | OOD | real | " + " | ".join(f"{k[5:]}: FRR / FA/h (stored) | {k[5:]} FRR @1 FA/h"
+    ag = " agree |" if agree else ""
+    lines = [f"| model | ID | OOD | real |{ag} " + " | ".join(f"{k[5:]}: FRR / FA/h (stored) | {k[5:]} FRR @1 FA/h"
                                                      for k in shown) + " |",
-             "|---|---|---|---|" + "---|---|" * len(shown)]
+             "|---|---|---|---|" + "---|" * bool(agree) + "---|---|" * len(shown)]
 
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}"
@@ -93,6 +99,7 @@ def main(argv=None) -> int:
             cells += (["–", "–"] if d is None else
                       [f"{pct(d['frr'])} % / {d['fa_per_hour']:.0f}", f"{pct(d['frr_at_1fa'])} %"])
         lines.append(f"| {name} | {pct(r['id_acc'])} | {pct(r['ood_acc'])} | {pct(r['real_acc'])} | "
+                     + (f"{pct(r.get('agree'))} | " if agree else "")
                      + " | ".join(cells) + " |")
     write_text(a.out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
