@@ -9,7 +9,7 @@ import torch
 from kws_okd.data import real_speech as rs
 from kws_okd.data.manifest import read_manifest
 from kws_okd.data.words import GSC_V2_WORDS
-from kws_okd.errors import AudioError, DataError
+from kws_okd.errors import AudioError, ConfigError, DataError
 
 SR = 16000
 
@@ -333,6 +333,8 @@ def test_extra_folders_add_windows_without_moving_the_base_split(tmp_path):
     added = _tags(more.windows[len(train):])
     assert added <= set(range(10, 15)) and len(added) == 4        # one extra file of 5 held out
     assert _tags(more.windows).isdisjoint(_tags(held))
+    with pytest.raises(ConfigError, match=r"extra_folders: .*base overlaps the folder .*base; its held-out"):
+        RealAudio(folders=[base / "."], extra_folders=[base], cache_dir=cache)
 
 
 def test_ktuberling_folders_skip_script_variants_and_name_the_package(tmp_path, monkeypatch):

@@ -32,6 +32,11 @@ def default_cache_dir() -> Path:
     return cache_dir() / "real_audio"
 
 
+def _nested(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
 @register_augmentation("real_audio")
 class RealAudio(nn.Module):
     def __init__(self, folders=None, weights=(1.0, 0.0, 0.0), snr=(0.0, 20.0),
@@ -63,6 +68,11 @@ class RealAudio(nn.Module):
             if extra_folders is None or len(extra_folders):
                 from kws_okd.data.real_speech import ktuberling_folders
                 extra = ktuberling_folders() if extra_folders is None else [Path(f) for f in extra_folders]
+                for e in extra:   # held-out files of the folders must not come back as extra ones
+                    clash = [f for f in folders if _nested(Path(e), Path(f))]
+                    if clash:
+                        raise ConfigError(f"real_audio.extra_folders: {e} overlaps the folder {clash[0]}; "
+                                          "its held-out recordings would be trained on")
                 more, _ = load_real_windows(extra, cache_dir or default_cache_dir(),
                                             holdout_frac=holdout_frac, seed=seed)
                 windows = torch.cat([torch.as_tensor(windows), torch.as_tensor(more)])
