@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from kws_okd.audio.activity import speech_spans
-from kws_okd.augment.noise import GENERATED, AddNoise, check_snr
+from kws_okd.augment.noise import GENERATED, AddNoise, check_snr, mix_at_snr
 from kws_okd.errors import ConfigError
 
 
@@ -39,7 +39,7 @@ class BackgroundNoise(nn.Module):
             raise ConfigError("background_noise.types: nothing to draw from (the noise folders are "
                               "missing and no generated type is listed)")
         self.source = AddNoise(lo, hi, types=types, noise_dirs=folders, sample_rate=sample_rate)
-        self.p, self.snr, self.sample_rate, self.silence_index = float(p), (lo, hi), sample_rate, silence_index
+        self.p, self.sample_rate, self.silence_index = float(p), sample_rate, silence_index
 
     @torch.no_grad()
     def forward(self, wav: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -57,16 +57,8 @@ class BackgroundNoise(nn.Module):
         t = torch.arange(n, device=wav.device)[None]
         active = ((t >= spans[:, :1]) & (t < spans[:, 1:])).to(x)
         p_speech = (x.pow(2) * active).sum(1) / active.sum(1).clamp_min(1)
-        kind = torch.randint(len(self.source.types), (len(rows),))
-        noise = torch.empty_like(x)
-        for i, name in enumerate(self.source.types):
-            sel = kind == i
-            if sel.any():
-                noise[sel] = self.source.make_noise(name, int(sel.sum()), n, wav.device).to(x)
-        snr = torch.empty(len(rows)).uniform_(*self.snr).to(x)
-        gain = (p_speech / (noise.pow(2).mean(1).clamp_min(1e-20) * 10 ** (snr / 10))).sqrt()
         out = wav.clone()
-        out[rows] = x + gain[:, None] * noise
+        out[rows] = mix_at_snr(x, *self.source.draw(x), signal_power=p_speech)
         return out
 
 

@@ -31,9 +31,13 @@ def check_snr(name: str, lo: float, hi: float) -> tuple[float, float]:
     return lo, hi
 
 
-def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """``x + g*noise`` with ``g`` set per clip so that 10*log10(P_x / P_{g*noise}) = snr_db."""
-    px = x.pow(2).mean(-1, keepdim=True).clamp_min(1e-10)
+def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor,
+               signal_power: torch.Tensor | None = None) -> torch.Tensor:
+    """``x + g*noise`` with ``g`` set per clip so that 10*log10(P_x / P_{g*noise}) = snr_db.
+    ``signal_power`` (per clip) replaces P_x, the power over the whole clip: e.g. the power
+    of its speech alone, its active level."""
+    px = x.pow(2).mean(-1) if signal_power is None else signal_power
+    px = px.reshape(-1, 1).to(x).clamp_min(1e-10)
     pn = noise.pow(2).mean(-1, keepdim=True).clamp_min(1e-20)
     g = (px / (pn * 10 ** (snr_db.view(-1, 1).to(x) / 10))).sqrt()
     return x + g * noise
@@ -212,7 +216,8 @@ class AddNoise(nn.Module):
             return babble(self.speech, b, n, self.talkers, device)
         return generate(kind, b, n, self.sample_rate, device)
 
-    def forward(self, x):
+    def draw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One noise source per row of ``x`` (noise shaped like ``x``) and its SNR in dB."""
         b, n = x.shape[0], x.shape[-1]
         choice = torch.randint(0, len(self.types), (b,), device=x.device)
         noise = torch.empty_like(x)
@@ -222,4 +227,7 @@ class AddNoise(nn.Module):
             if m:
                 noise[sel] = self.make_noise(kind, m, n, x.device).to(x)
         snr = torch.empty(b, device=x.device).uniform_(self.min_snr, self.max_snr)
-        return mix_at_snr(x, noise, snr)
+        return noise, snr
+
+    def forward(self, x):
+        return mix_at_snr(x, *self.draw(x))
