@@ -9,7 +9,7 @@ from kws_okd.augment.background import BackgroundNoise, build_background_noise
 from kws_okd.augment.context import ContextSpeech
 from kws_okd.errors import ConfigError
 from kws_okd.train.brain import what_each_hears
-from tests.test_context import SR, clip
+from tests.test_context import SR, clip, spy_on_forward
 
 
 def batch():
@@ -97,15 +97,7 @@ def test_runs_with_noise_get_their_own_folders_and_the_trainer_noises_every_batc
     from tests.test_train import overrides
     assert noise_tag(0) == "" and noise_tag("0.5") == "+noise0.5"
     assert load_recipe("student", ["background_noise.p=0.5"]).exp_dir.endswith("okd+context0.5+noise0.5/seed0")
-    calls = []
-    real = BackgroundNoise.forward
-
-    def spy(self, wav, y):
-        out = real(self, wav, y)
-        calls.append(bool((out != wav).any()))
-        return out
-
-    monkeypatch.setattr(BackgroundNoise, "forward", spy)
+    calls = spy_on_forward(monkeypatch, BackgroundNoise)
     pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "context_speech.p=0",
                                                 "background_noise.p=1.0")))
     assert pt.parent.parent.name == "bcresnet1-erm+noise1"

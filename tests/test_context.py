@@ -64,6 +64,20 @@ def test_build_context_from_the_recipe_and_bad_settings_are_named():
         ContextSpeech(gap_ms=(100, 50))
 
 
+def spy_on_forward(monkeypatch, cls) -> list:
+    """Wrap ``cls.forward(wav, y)``: the list gets, per call, whether it changed the batch."""
+    calls = []
+    real = cls.forward
+
+    def spy(self, wav, y):
+        out = real(self, wav, y)
+        calls.append(bool((out != wav).any()))
+        return out
+
+    monkeypatch.setattr(cls, "forward", spy)
+    return calls
+
+
 def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus, tmp_path, monkeypatch):
     """A spy around the real forward: called once per training step, never at validation."""
     import json
@@ -71,15 +85,7 @@ def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus,
     from kws_okd.train.config import load_recipe
     from kws_okd.train.run import train
     from tests.test_train import overrides
-    calls = []
-    real = ContextSpeech.forward
-
-    def spy(self, wav, y):
-        out = real(self, wav, y)
-        calls.append(bool((out != wav).any()))
-        return out
-
-    monkeypatch.setattr(ContextSpeech, "forward", spy)
+    calls = spy_on_forward(monkeypatch, ContextSpeech)
     pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "context_speech.p=1.0")))
     steps = json.loads((pt.parent / "train_summary.json").read_text())["steps"]
     assert len(calls) == steps and all(calls)

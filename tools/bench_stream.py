@@ -202,8 +202,7 @@ def main(argv=None):
     import onnxruntime
     import torch
     torch.set_num_threads(1)
-    import kws_okd.stream.fast as fast_mod
-    from kws_okd.stream.fast import load_fast_model
+    from kws_okd.stream.fast import embedded_entry, load_fast_model
     from kws_okd.train.checkpoint import load_model
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_stream_"))
@@ -249,7 +248,7 @@ def main(argv=None):
     carrying = work / "carrying" / "model.pt"
     carrying.parent.mkdir(exist_ok=True)
     shutil.copyfile(model_path, carrying)
-    if fast_mod.embedded_entry(carrying) is None:
+    if embedded_entry(carrying) is None:
         load_fast_model(carrying, work / "carrying_build", embed=True)
     res["startup_s"] = {
         "fast, cold cache": startup(model_path, short, "fast", cache, cold=True),
