@@ -18,7 +18,7 @@ from kws_okd.utils.atomic import write_json, write_text
 
 METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
            "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
-           "frr1_sent", "kw_frr_sent", "kw_fa_sent")
+           "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real")
 
 
 def method_overrides(method: str) -> list[str]:
@@ -59,12 +59,14 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     """The validation and test recordings (clean and 5 dB) every report scores, built once
     per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
     ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
-    (kws_okd/evaluate/sentences.py)."""
+    (kws_okd/evaluate/sentences.py); with asterisk-core-sounds-en-wav installed,
+    ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py)."""
     import json
 
     from kws_okd.data.tts import ENGINES
     from kws_okd.evaluate.long_audio import build_long_audio
     from kws_okd.evaluate.sentences import build_sentences
+    from kws_okd.evaluate.real_prompts import build_real_prompts
     from kws_okd.stream.engine import default_keywords
     real_csv = next((v[0] for v in real_dev.values()), None)
     if real_csv is not None:
@@ -80,6 +82,10 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
                                                   name="valid_sentences", voices=valid_voices, texts="valid")
     if families:
         recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes))
+    # Real people's sentences, evaluation only: all of them (23 min) at the default 8 min.
+    real = build_real_prompts(out, keywords, max_minutes=None if minutes >= 8 else 3 * minutes)
+    if real is not None:
+        recs["test_real_prompts"] = real
     return recs
 
 
@@ -231,9 +237,8 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                 kw_frr_snr5=kw["test_snr5"]["frr"], kw_fa_snr5=kw["test_snr5"]["fa_per_hour"],
                 kw_errors_clean=dict(false_alarms_by=kw["test_clean"]["false_alarms_by"],
                                      misses_by=kw["test_clean"]["misses_by"]),
-                **_sentence_metrics(r.get("test_sentences")),
-                long_audio={rec: r[rec]["frr_at"] for rec in ("test_clean", "test_snr5", "test_sentences")
-                            if rec in r})
+                **_sentence_metrics(r.get("test_sentences")), **_real_prompt_metrics(r.get("test_real_prompts")),
+                long_audio={rec: r[rec]["frr_at"] for rec in TEST_RECORDINGS if rec in r})
     write_json(out / "report.json", report)
     from kws_okd.evaluate.curves import plot_curves
     plot_curves({m: Path(models[f"{student}-{m}/seed{seeds[0]}"]).parent for m in methods}, out / "curves.png",
@@ -259,6 +264,18 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     return report
 
 
+TEST_RECORDINGS = ("test_clean", "test_snr5", "test_sentences", "test_real_prompts")
+
+
+def _real_prompt_metrics(r: dict | None) -> dict:
+    """The report fields of the real-speech recording (none without the package)."""
+    if not r:
+        return {}
+    pk = r["per_keyword"]
+    return dict(real_hits=pk["hits"], real_events=pk["n_events"], real_fa=pk["fa_per_hour"],
+                frr1_real=(r["frr_at"]["1.0"] or {"frr": 1.0})["frr"])
+
+
 def _sentence_metrics(r: dict | None) -> dict:
     """The report fields of the keywords-inside-sentences recording (none without it)."""
     if not r:
@@ -278,6 +295,8 @@ def summarize(report, student, methods, seeds) -> dict:
             row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
         row["params"] = runs[0]["params"]
         row["steps"] = runs[0].get("steps")
+        if any(r.get("real_hits") is not None for r in runs):
+            row["real_hits_runs"] = [r.get("real_hits") for r in runs]
         errors = [r["kw_errors_clean"] for r in runs if r.get("kw_errors_clean")]
         if errors:   # counts summed over seeds
             row["kw_errors_clean"] = {k: sum_counts(e[k] for e in errors) for k in errors[0]}
@@ -367,7 +386,17 @@ def render_summary(summary, report) -> str:
                       "| method | FRR @ 1 FA/h % | stored thr.: FRR % | FA/h |", "|---|---|---|---|"]
             for m, r in summary["methods"].items():
                 lines.append(f"| {m} | {ms(r['frr1_sent'])} | {ms(r['kw_frr_sent'])} | {ms(r['kw_fa_sent'], 1.0)} |")
-        dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in ("test_clean", "test_snr5", "test_sentences")
+        if any(r.get("real_fa") is not None for r in summary["methods"].values()):
+            n = next(r["real_events"]["mean"] for r in summary["methods"].values() if r.get("real_events"))
+            lines += ["", "**Real people's sentences** (kws_okd/evaluate/real_prompts.py, evaluation only): "
+                      "Asterisk's English telephone prompts read by one woman, about 17 minutes of "
+                      f"speech, {n:g} command words inside them, the rest must not fire. Stored "
+                      "thresholds as above; hits are counted per seed.", "",
+                      "| method | stored thr.: hits (per seed) | FA/h | FRR @ 1 FA/h % |", "|---|---|---|---|"]
+            for m, r in summary["methods"].items():
+                hits = "/".join(str(h) for h in r.get("real_hits_runs", []))
+                lines.append(f"| {m} | {hits} of {n:g} | {ms(r['real_fa'], 1.0)} | {ms(r['frr1_real'])} |")
+        dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in TEST_RECORDINGS
                          if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
         lines += ["", f"DET curves: {dets}"]
     info = summary.get("real_audio")

@@ -36,7 +36,10 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert set(thr) == {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
     assert all(0.5 <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
     r = report["models"]["bcresnet1-okd_real/seed0"]
-    assert set(r["long_audio"]) == {"test_clean", "test_snr5", "test_sentences"} and 0.0 <= r["kw_frr_clean"] <= 1.0
+    from kws_okd.evaluate.real_prompts import prompt_folder
+    real = prompt_folder() is not None   # Asterisk's prompts: installed by the set-up
+    assert set(r["long_audio"]) == {"test_clean", "test_snr5", "test_sentences"} | ({"test_real_prompts"} if real else set())
+    assert 0.0 <= r["kw_frr_clean"] <= 1.0
     assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
     # The errors at the stored thresholds, broken down: they add up to the totals.
     errs = r["kw_errors_clean"]
@@ -68,6 +71,12 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert not {lb["source"].rsplit("/", 1)[1] for lb in vsent} & {lb["source"].rsplit("/", 1)[1] for lb in sent
                                                                     if lb["kind"] == "filler"}
     assert "sentences of the same speakers" in blob["stream"]["chosen_on"]
+    if real:   # real people's sentences: cut to 3x the recordings' 0.5 min here, scored like the rest
+        rp = json.loads(next(tmp_path.rglob("long_audio/test_real_prompts.json")).read_text())
+        assert rp["minutes"] <= 1.5 + 1 / 60 and rp["prompts"] > 5
+        assert r["real_events"] == rp["n_keywords"] and 0 <= r["real_hits"] <= r["real_events"]
+        assert r["real_fa"] >= 0 and "Real people's sentences" in text
+        assert (out / "det_test_real_prompts.png").exists()
     # The fast streaming path of the final file (thresholds stored) is prepared next to it
     # and inside it.
     from pathlib import Path

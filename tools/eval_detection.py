@@ -7,7 +7,8 @@ per-keyword thresholds chosen for 1 FA/h on the validation recordings, isolated 
 sentences of the training families' validation voices, as ``make run`` chooses them
 (``--thresholds-on isolated``: the isolated-word one only; not written into the model
 file, unlike ``make run``); then, on the clean isolated-word test recording and
-on the keywords-inside-sentences recording, the FRR and false alarms per hour at those
+on the keywords-inside-sentences recording and on real people's sentences (Asterisk's
+prompts, when installed), the FRR and false alarms per hour at those
 thresholds, FRR at 1 FA/h (global threshold swept), and what the false alarms fired on;
 the same on the 5 dB isolated-word recording.
 Writes ``results.json`` and ``results.md`` into ``--out``. Recordings are built once per
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
     from kws_okd.evaluate.long_audio import calibrate, score_recording
     from kws_okd.evaluate.report import evaluate
     from kws_okd.pipeline import (corpus_noise_dir, heldout_real_windows, long_audio_recordings,
-                                  prepare_data, real_dev_set, teacher_agreement, validation_recordings)
+                                  prepare_data, real_dev_set, teacher_agreement, validation_recordings,
+                                  TEST_RECORDINGS)
     from kws_okd.stream.engine import StreamConfig
     from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.train.checkpoint import load_model
@@ -78,13 +80,13 @@ def main(argv=None) -> int:
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
-            r[rec] = dict(frr=pk["frr"], fa_per_hour=pk["fa_per_hour"], n_events=pk["n_events"],
+            r[rec] = dict(frr=pk["frr"], fa_per_hour=pk["fa_per_hour"], n_events=pk["n_events"], hits=pk["hits"],
                           frr_at_1fa=(s["frr_at"]["1.0"] or {"frr": 1.0})["frr"],
                           false_alarms_by=pk["false_alarms_by"], misses_by=pk["misses_by"])
         results[name] = r
         print(name, json.dumps({k: v for k, v in r.items() if k != "thresholds"}), flush=True)
     write_json(a.out / "results.json", results)
-    shown = [k for k in ("test_clean", "test_snr5", "test_sentences") if k in recs]
+    shown = [k for k in TEST_RECORDINGS if k in recs]
     ag = " agree |" if agree else ""
     lines = [f"| model | ID | OOD | real |{ag} " + " | ".join(f"{k[5:]}: FRR / FA/h (stored) | {k[5:]} FRR @1 FA/h"
                                                      for k in shown) + " |",
