@@ -82,3 +82,11 @@ class BCResNet(nn.Module):
 class BCResNet1(BCResNet):
     def __init__(self, num_classes, n_features=40, dropout=0.1):
         super().__init__(num_classes, n_features, tau=1.0, dropout=dropout)
+
+
+@register_model("bcresnet3")
+class BCResNet3(BCResNet):
+    """Three times BC-ResNet-1's width: about 54 k parameters, six times the compute."""
+
+    def __init__(self, num_classes, n_features=40, dropout=0.1):
+        super().__init__(num_classes, n_features, tau=3.0, dropout=dropout)
