@@ -41,3 +41,10 @@ def test_unknown_model_and_bad_argument():
         build_model("bcresnet9", 10)
     with pytest.raises(ConfigError, match="dscnn"):
         build_model("dscnn", 10, wings=3)
+
+
+def test_bcresnet3_is_bcresnet_at_three_times_the_width():
+    b3 = build_model("bcresnet3", 12)
+    assert count_params(b3) == count_params(build_model("bcresnet", 12, tau=3.0))
+    assert b3.backbone.stem[0].out_channels == 3 * build_model("bcresnet1", 12).backbone.stem[0].out_channels == 48
+    assert b3(torch.zeros(2, 16000)).shape == (2, 12)
