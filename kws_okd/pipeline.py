@@ -65,8 +65,8 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
 
     from kws_okd.data.tts import ENGINES
     from kws_okd.evaluate.long_audio import build_long_audio
-    from kws_okd.evaluate.sentences import build_sentences
     from kws_okd.evaluate.real_prompts import build_real_prompts
+    from kws_okd.evaluate.sentences import build_sentences
     from kws_okd.stream.engine import default_keywords
     real_csv = next((v[0] for v in real_dev.values()), None)
     if real_csv is not None:
@@ -389,8 +389,8 @@ def render_summary(summary, report) -> str:
         if any(r.get("real_fa") is not None for r in summary["methods"].values()):
             n = next(r["real_events"]["mean"] for r in summary["methods"].values() if r.get("real_events"))
             lines += ["", "**Real people's sentences** (kws_okd/evaluate/real_prompts.py, evaluation only): "
-                      "Asterisk's English telephone prompts read by one woman, about 17 minutes of "
-                      f"speech, {n:g} command words inside them, the rest must not fire. Stored "
+                      "Asterisk's English telephone prompts read by one woman, with "
+                      f"{n:g} command words inside them; the rest must not fire. Stored "
                       "thresholds as above; hits are counted per seed.", "",
                       "| method | stored thr.: hits (per seed) | FA/h | FRR @ 1 FA/h % |", "|---|---|---|---|"]
             for m, r in summary["methods"].items():

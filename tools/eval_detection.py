@@ -46,9 +46,9 @@ def main(argv=None) -> int:
 
     from kws_okd.evaluate.long_audio import calibrate, score_recording
     from kws_okd.evaluate.report import evaluate
-    from kws_okd.pipeline import (corpus_noise_dir, heldout_real_windows, long_audio_recordings,
-                                  prepare_data, real_dev_set, teacher_agreement, validation_recordings,
-                                  TEST_RECORDINGS)
+    from kws_okd.pipeline import (TEST_RECORDINGS, corpus_noise_dir, heldout_real_windows,
+                                  long_audio_recordings, prepare_data, real_dev_set, teacher_agreement,
+                                  validation_recordings)
     from kws_okd.stream.engine import StreamConfig
     from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.train.checkpoint import load_model
