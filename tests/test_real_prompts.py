@@ -121,6 +121,11 @@ def test_build_reuses_a_matching_recording_and_skips_without_the_package(folder,
     assert wav.stat().st_mtime_ns == mtime
     build_real_prompts(tmp_path / "la", list(KEYWORDS_12), seed=1, folder=d)
     assert json.loads(wav.with_suffix(".json").read_text())["seed"] == 1
+    # A prompt file rewritten in place (same size) is a new source: rebuilt.
+    before = json.loads(wav.with_suffix(".json").read_text())["settings"]["files"]
+    _prompt(d / "hello-world.wav", 2.0, 0.6, 1.6)
+    build_real_prompts(tmp_path / "la", list(KEYWORDS_12), seed=1, folder=d)
+    assert json.loads(wav.with_suffix(".json").read_text())["settings"]["files"] != before
     monkeypatch.setattr(real_prompts, "prompt_folder", lambda: None)
     assert build_real_prompts(tmp_path / "none", list(KEYWORDS_12)) is None
 

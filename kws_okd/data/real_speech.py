@@ -269,7 +269,8 @@ KTUBERLING_ROOT = Path("/usr/share/ktuberling/sounds")
 def ktuberling_folders() -> list[Path]:
     """ktuberling-data's spoken object names, one folder a language (about 1,800 files, 26
     languages, 72 in English; the Serbian script variants repeat one recording, so only
-    ``sr`` is kept, and the Nynorsk files are Opus, which the loader skips: 22 folders). Extra unlabelled training audio for ``okd_real``; never evaluated on."""
+    ``sr`` is kept, and the Nynorsk files are Opus, which the loader skips: 22 folders).
+    Extra unlabelled training audio for ``okd_real``; never evaluated on."""
     return _package_folders(KTUBERLING_ROOT, "ktuberling-data", "the extra real-audio windows",
                             keep=lambda d: "@" not in d.name)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_okd.audio.io import read_audio, write_audio
+from kws_okd.data.real_speech import ASTERISK_DIRS, _file_sig
 from kws_okd.data.words import UNKNOWN
 from kws_okd.errors import DataError
 from kws_okd.stream.longaudio import speech_span, write_labels
@@ -72,8 +73,12 @@ def read_prompt_table(path=PROMPT_TABLE) -> list[tuple[str, tuple[tuple[str, flo
 
 def prompt_folder() -> Path | None:
     """The installed prompt folder, or None when the package is missing."""
-    from kws_okd.data.real_speech import ASTERISK_DIRS
     return next((d for d in ASTERISK_DIRS if (d / "hello-world.wav").is_file()), None)
+
+
+def _present(folder: Path, table=PROMPT_TABLE) -> list[tuple[str, tuple[tuple[str, float], ...]]]:
+    """The prompts of ``table`` whose file is in ``folder``."""
+    return [(n, w) for n, w in read_prompt_table(table) if (folder / f"{n}.wav").is_file()]
 
 
 def compose_real_prompts(folder, keywords, out_wav, seed: int = 0, sample_rate: int = 16000,
@@ -84,7 +89,7 @@ def compose_real_prompts(folder, keywords, out_wav, seed: int = 0, sample_rate: 
     ``max_minutes``, the order is cut where the next prompt would go past it. Command words
     that are not in ``keywords`` count as ordinary speech."""
     folder = Path(folder)
-    prompts = [(n, w) for n, w in read_prompt_table(table) if (folder / f"{n}.wav").is_file()]
+    prompts = _present(folder, table)
     if not prompts:
         raise DataError(f"{folder}: none of the prompts listed in {table} is there")
     rng = np.random.default_rng(seed)
@@ -136,11 +141,13 @@ def build_real_prompts(out_dir, keywords, seed: int = 0, folder=None, max_minute
         return None
     out_dir = Path(out_dir)
     wav = out_dir / f"{NAME}.wav"
-    files = sorted(folder.rglob("*.wav"))
+    # The prompt files it is made of, by path, size and time, as the real dev set keys its sources.
+    files = hashlib.sha1(json.dumps([_file_sig(folder / f"{n}.wav") for n, _ in _present(folder)])
+                         .encode()).hexdigest()[:12]
     want = dict(version=_VERSION, seed=seed, keywords=list(keywords), folder=str(folder), gap_s=list(GAP_S),
                 tolerance_s=TOLERANCE_S, max_minutes=max_minutes,
                 table=hashlib.sha1(PROMPT_TABLE.read_bytes()).hexdigest()[:12],
-                files=[len(files), sum(f.stat().st_size for f in files)])
+                files=files)
     info = wav.with_suffix(".json")
     if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
         return wav
