@@ -11,6 +11,7 @@ from kws_okd.data.manifest import read_classes
 from kws_okd.data.registry import corpus_noise_dir, prepare_data
 from kws_okd.errors import KWSError
 from kws_okd.evaluate.compare import mean_std
+from kws_okd.evaluate.long_audio import frr_at
 from kws_okd.evaluate.report import evaluate
 from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import train
@@ -231,8 +232,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                                        minutes=long_audio_minutes).items():
             kw = {rec: r[rec]["per_keyword"] for rec in ("test_clean", "test_snr5")}
             report["models"][name].update(
-                frr1_clean=(r["test_clean"]["frr_at"]["1.0"] or {}).get("frr"),
-                frr1_snr5=(r["test_snr5"]["frr_at"]["1.0"] or {}).get("frr"),
+                frr1_clean=frr_at(r["test_clean"], 1.0), frr1_snr5=frr_at(r["test_snr5"], 1.0),
                 kw_frr_clean=kw["test_clean"]["frr"], kw_fa_clean=kw["test_clean"]["fa_per_hour"],
                 kw_frr_snr5=kw["test_snr5"]["frr"], kw_fa_snr5=kw["test_snr5"]["fa_per_hour"],
                 kw_errors_clean=dict(false_alarms_by=kw["test_clean"]["false_alarms_by"],
@@ -273,14 +273,14 @@ def _real_prompt_metrics(r: dict | None) -> dict:
         return {}
     pk = r["per_keyword"]
     return dict(real_hits=pk["hits"], real_events=pk["n_events"], real_fa=pk["fa_per_hour"],
-                frr1_real=(r["frr_at"]["1.0"] or {"frr": 1.0})["frr"])
+                frr1_real=frr_at(r, 1.0, unreached=1.0))
 
 
 def _sentence_metrics(r: dict | None) -> dict:
     """The report fields of the keywords-inside-sentences recording (none without it)."""
     if not r:
         return {}
-    return dict(frr1_sent=(r["frr_at"]["1.0"] or {}).get("frr"), kw_frr_sent=r["per_keyword"]["frr"],
+    return dict(frr1_sent=frr_at(r, 1.0), kw_frr_sent=r["per_keyword"]["frr"],
                 kw_fa_sent=r["per_keyword"]["fa_per_hour"])
 
 

@@ -88,6 +88,13 @@ def test_sweep_reaches_thresholds_above_0999():
                                  thresholds=np.linspace(0.5, 0.999, 50)), 1.0) is None
 
 
+def test_frr_at_reads_the_sweep_and_says_when_a_rate_is_out_of_reach():
+    from kws_okd.evaluate.long_audio import frr_at
+    scored = {"frr_at": {"1.0": {"frr": 0.25, "threshold": 0.9}, "0.5": None}}
+    assert frr_at(scored, 1.0) == 0.25 and frr_at(scored, 1) == 0.25
+    assert frr_at(scored, 0.5) is None and frr_at(scored, 0.5, unreached=1.0) == 1.0
+
+
 class _LoudnessSaysYes(torch.nn.Module):
     """Class 0 ("yes") wins as a window's peak grows: a detector whose scores are known."""
     def forward(self, x):

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if missing:
         ap.error(f"no such model file: {missing}")
 
-    from kws_okd.evaluate.long_audio import calibrate, score_recording
+    from kws_okd.evaluate.long_audio import calibrate, frr_at, score_recording
     from kws_okd.evaluate.report import evaluate
     from kws_okd.pipeline import (TEST_RECORDINGS, corpus_noise_dir, heldout_real_windows,
                                   long_audio_recordings, prepare_data, real_dev_set, teacher_agreement,
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
             r[rec] = dict(frr=pk["frr"], fa_per_hour=pk["fa_per_hour"], n_events=pk["n_events"], hits=pk["hits"],
-                          frr_at_1fa=(s["frr_at"]["1.0"] or {"frr": 1.0})["frr"],
+                          frr_at_1fa=frr_at(s, 1.0, unreached=1.0),
                           false_alarms_by=pk["false_alarms_by"], misses_by=pk["misses_by"])
         results[name] = r
         print(name, json.dumps({k: v for k, v in r.items() if k != "thresholds"}), flush=True)

@@ -135,7 +135,8 @@ def _dev_sources(with_unknown: bool = False) -> list[tuple[str, str, Path, str, 
     return out
 
 
-def _file_sig(p: Path) -> list:
+def file_signature(p: Path) -> list:
+    """Path, size and modification time: what decides whether a file built from ``p`` is stale."""
     st = p.stat()
     return [str(p), st.st_size, st.st_mtime_ns]
 
@@ -161,7 +162,7 @@ def build_real_dev(out_dir, classes: list[str], progress: bool = False) -> Path:
     if not sources:
         words = sorted(set(ALSA_CLIPS.values()) | set(ASTERISK_CLIPS.values()))
         raise DataError(f"none of the real dev words {words} is in the class list {list(classes)}")
-    key = hashlib.sha1(json.dumps([_DEV_VERSION, list(classes), [_file_sig(s[2]) for s in sources]])
+    key = hashlib.sha1(json.dumps([_DEV_VERSION, list(classes), [file_signature(s[2]) for s in sources]])
                        .encode()).hexdigest()
     if stamp.exists() and csv.exists():
         try:
@@ -408,7 +409,7 @@ def load_real_windows(folders, cache_dir, sample_rate: int = 16000, window_s: fl
     folders = sorted({Path(f) for f in folders})  # the given order must not matter
     files, n_excluded = _list_audio(folders)
     n, hop = int(round(window_s * sample_rate)), int(round(hop_s * sample_rate))
-    sig = [(str(p.resolve()),) + tuple(_file_sig(p)[1:]) for p, _ in files]
+    sig = [(str(p.resolve()),) + tuple(file_signature(p)[1:]) for p, _ in files]
     key = hashlib.sha1(json.dumps([_CACHE_VERSION, sorted(sig), sample_rate, n, hop, silence_dbfs])
                        .encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"real_windows_{key}.pt"

@@ -122,6 +122,13 @@ def score_recording(model, classes, wav, config: StreamConfig, thresholds: dict 
     return out
 
 
+def frr_at(scored: dict, fa_per_hour: float = 1.0, unreached=None):
+    """The FRR of :func:`score_recording`'s sweep at ``fa_per_hour``, or ``unreached``
+    when no threshold of the sweep gets that few false alarms."""
+    op = scored["frr_at"][str(float(fa_per_hour))]
+    return unreached if op is None else op["frr"]
+
+
 def _frr(op):
     return None if op is None else dict(frr=op["frr"], threshold=op["threshold"], fa_per_hour=op["fa_per_hour"],
                                         latency_median_s=op["latency_median_s"])

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_okd.audio.io import read_audio, write_audio
-from kws_okd.data.real_speech import ASTERISK_DIRS, _file_sig
+from kws_okd.data.real_speech import ASTERISK_DIRS, file_signature
 from kws_okd.data.words import UNKNOWN
 from kws_okd.errors import DataError
 from kws_okd.stream.longaudio import speech_span, write_labels
@@ -142,7 +142,7 @@ def build_real_prompts(out_dir, keywords, seed: int = 0, folder=None, max_minute
     out_dir = Path(out_dir)
     wav = out_dir / f"{NAME}.wav"
     # The prompt files it is made of, by path, size and time, as the real dev set keys its sources.
-    files = hashlib.sha1(json.dumps([_file_sig(folder / f"{n}.wav") for n, _ in _present(folder)])
+    files = hashlib.sha1(json.dumps([file_signature(folder / f"{n}.wav") for n, _ in _present(folder)])
                          .encode()).hexdigest()[:12]
     want = dict(version=_VERSION, seed=seed, keywords=list(keywords), folder=str(folder), gap_s=list(GAP_S),
                 tolerance_s=TOLERANCE_S, max_minutes=max_minutes,
