@@ -50,7 +50,7 @@ def _run(a):
     seeds = [int(s) for s in a.seeds.split(",")]
     run_pipeline(a.overrides, methods=a.methods.split(","), seeds=seeds, student=a.student,
                  reference_teachers=[t for t in a.reference_teachers.split(",") if t],
-                 shift_suite=None if a.shift_suite == "none" else a.shift_suite)
+                 shift_suite=None if a.shift_suite == "none" else a.shift_suite, jobs=a.jobs)
 
 
 STREAM_COMMANDS = ("stream", "eval-stream", "make-long-audio")
@@ -105,6 +105,8 @@ def main(argv=None):
                    help="also score every model on this shifted-speech suite (compact: about 2 more "
                         "minutes on 2 CPU cores; left out by default to keep `make run` within 30 min)")
     c.add_argument("--student", default="bcresnet1")
+    c.add_argument("--jobs", type=int, default=None,
+                   help="students trained side by side, one thread each (default: one per core, at most 4)")
     c.set_defaults(fn=_run)
 
     # Sub-command modules are imported only when needed: `kws-okd stream` must start in

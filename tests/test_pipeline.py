@@ -88,6 +88,13 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert carried["stream"]["thresholds"] == thr != {}
     assert "Task: **12-class**" in text
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
+    # The students trained side by side, one thread each, and counted their steps.
+    from kws_okd.train.sweep import read_progress
+    for name in ("bcresnet1-erm/seed0", "bcresnet1-okd_real/seed0"):
+        run = Path(report["models"][name]["path"]).parent
+        assert "threads: 1" in (run / "config.yaml").read_text().splitlines()
+        done, total = read_progress(run)
+        assert done == total == json.loads((run / "train_summary.json").read_text())["steps"]
 
 
 def test_teacher_agreement_against_hand_computed_values(tmp_path):

@@ -132,6 +132,31 @@ def test_default_stream_detections_equal_the_full_window_torch_model(student, ca
     assert student["fast"].meta["posterior_max_abs_diff"] <= 1e-4
 
 
+def test_traces_from_worker_processes_equal_those_made_here(student, tmp_path):
+    """The report scores long recordings in worker processes: on the fast path their
+    traces are those of this process to the bit; a PyTorch-only model's agree closely."""
+    from kws_okd.evaluate.long_audio import trace, trace_files
+    from kws_okd.models import build_model
+    from kws_okd.stream.engine import StreamConfig
+    from kws_okd.train.checkpoint import save_model
+    save_model(tmp_path / "raw.pt", build_model("m3", len(CLASSES)), {"name": "m3"}, CLASSES)
+    other = tmp_path / "other.wav"
+    sf.write(str(other), student["audio"][::-1].copy(), SR, subtype="FLOAT")
+    cfg = StreamConfig()
+    pairs = [(student["model"], student["wav"]), (student["model"], other), (tmp_path / "raw.pt", other)]
+    here, there = trace_files(pairs, cfg, jobs=1), trace_files(pairs, cfg, jobs=2)
+    assert list(here) == list(there) == [(str(m), str(w)) for m, w in pairs]
+    for k, (times, scores, keywords, dur) in here.items():
+        assert np.array_equal(times, there[k][0]) and keywords == there[k][2] == KEYWORDS and dur == 8.0
+        if k[0] == str(student["model"]):
+            assert np.array_equal(scores, there[k][1])
+        else:
+            assert np.allclose(scores, there[k][1], atol=1e-5)
+    first = (str(student["model"]), str(student["wav"]))
+    assert np.array_equal(here[first][1], trace(student["fast"], CLASSES, student["wav"], cfg)[1])
+    assert len(here[first][0]) == 1 + (8 * SR - SR) // (SR // 50)
+
+
 def test_cache_entries_are_checked_keyed_by_the_model_file_and_atomic(student, tmp_path, monkeypatch):
     import kws_okd.stream.fast as fast
     from kws_okd.train.checkpoint import save_model

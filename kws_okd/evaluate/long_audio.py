@@ -112,8 +112,13 @@ def trace(model, classes, wav, config: StreamConfig):
 def score_recording(model, classes, wav, config: StreamConfig, thresholds: dict | None = None) -> dict:
     """FRR at each of :data:`FA_RATES` (one threshold for all keywords, best of a sweep),
     the DET curve, and the result at per-keyword ``thresholds`` when given."""
-    labels = read_labels(Path(wav).with_suffix(".csv"))
-    times, scores, keywords, dur = trace(model, classes, wav, config)
+    return score_trace(trace(model, classes, wav, config), read_labels(Path(wav).with_suffix(".csv")),
+                       config, thresholds)
+
+
+def score_trace(traced, labels, config: StreamConfig, thresholds: dict | None = None) -> dict:
+    """:func:`score_recording` of a recording whose :func:`trace` is ``traced``."""
+    times, scores, keywords, dur = traced
     curve = sweep(times, scores, labels, keywords, dur, config.refractory_s)
     out = dict(minutes=round(dur / 60, 2), n_events=curve[0]["n_events"], curve=curve,
                frr_at={str(r): _frr(operating_point(curve, r)) for r in FA_RATES})
@@ -138,14 +143,65 @@ def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1
     """Per-keyword thresholds (:func:`choose_thresholds`) on one recording or several:
     with several, each keyword takes the highest of its thresholds, the lowest that keeps
     every recording within its share of false alarms."""
+    wavs = [wavs] if isinstance(wavs, (str, Path)) else wavs
+    return calibrate_traces([(trace(model, classes, w, config), read_labels(Path(w).with_suffix(".csv")))
+                             for w in wavs], config, fa_per_hour)
+
+
+def calibrate_traces(traced_labels, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
+    """:func:`calibrate` from ``(trace, labels)`` pairs of the recordings."""
     out: dict[str, float] = {}
-    for wav in [wavs] if isinstance(wavs, (str, Path)) else wavs:
-        labels = read_labels(Path(wav).with_suffix(".csv"))
-        times, scores, keywords, dur = trace(model, classes, wav, config)
+    for (times, scores, keywords, dur), labels in traced_labels:
         for k, t in choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s,
                                       fa_per_hour).items():
             out[k] = max(out.get(k, 0.0), t)
     return out
+
+
+def traceable(model_path, cache_dir=None):
+    """``(model, classes)`` to :func:`trace` with: the model file's fast streaming path
+    (kws_okd/stream/fast.py) when it has one, else the PyTorch model."""
+    from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
+    from kws_okd.train.checkpoint import load_model
+    model, blob = load_model(model_path)
+    try:
+        model = load_fast_model(model_path, cache_dir)
+    except FastPathUnavailable:
+        model.eval()
+    return model, blob["classes"]
+
+
+_WORKER_MODEL: dict = {}
+
+
+def _trace_job(model_path: str, cache_dir, wav: str, config: StreamConfig):
+    """One trace in a worker process, on one thread; the model is loaded once per worker
+    (the jobs come model by model)."""
+    if model_path not in _WORKER_MODEL:
+        torch.set_num_threads(1)
+        _WORKER_MODEL.clear()
+        _WORKER_MODEL[model_path] = traceable(model_path, cache_dir)
+    return trace(*_WORKER_MODEL[model_path], wav, config)
+
+
+def trace_files(pairs, config: StreamConfig, cache_dir=None, jobs: int = 1) -> dict:
+    """:func:`trace` of every ``(model path, recording)`` in ``pairs``, ``jobs`` at a time
+    in worker processes (a trace is the same whichever process makes it). The fast-path
+    entries should exist beforehand (``load_fast_model(path, cache_dir)``), else each
+    worker builds its own. Returns ``{(model path, recording): trace}``."""
+    pairs = [(str(m), str(w)) for m, w in pairs]
+    if jobs <= 1:
+        loaded, out = {}, {}
+        for m, w in pairs:
+            if m not in loaded:
+                loaded = {m: traceable(m, cache_dir)}
+            out[(m, w)] = trace(*loaded[m], w, config)
+        return out
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pr: pool.submit(_trace_job, pr[0], cache_dir, pr[1], config) for pr in pairs}
+        return {pr: f.result() for pr, f in futures.items()}
 
 
 # -- recordings -----------------------------------------------------------------------

@@ -7,10 +7,15 @@ import math
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+from speechbrain.utils.distributed import if_main_process
 
 from kws_okd.augment.context import TeacherHearsClean
 from kws_okd.augment.registry import bind_networks
 from kws_okd.train.callbacks import unwrap
+from kws_okd.utils.atomic import write_text
+
+PROGRESS_FILE = "progress.txt"   # in the run folder: "steps done, steps in all"
+PROGRESS_EVERY = 10   # optimiser steps between writes of it
 
 
 def what_each_hears(wav, y, context=None, noise=None):
@@ -33,7 +38,8 @@ class KWSBrain(sb.Brain):
     Brain so it is neither trained, checkpointed nor wrapped for DDP) teaches it.
 
     Expected hparams: ``objective``, ``augment`` (or None), ``lr``, ``epochs``,
-    ``warmup_epochs``, ``steps_per_epoch``, ``callbacks``, ``train_logger``.
+    ``warmup_epochs``, ``steps_per_epoch``, ``callbacks``, ``train_logger``; optional
+    ``progress_file``, which then holds "steps done, steps in all" as training goes.
 
     Callbacks (see :mod:`kws_okd.train.callbacks`) are told of every optimiser step
     and every validation; objectives with a ``set_progress`` method (curricula) get
@@ -116,6 +122,11 @@ class KWSBrain(sb.Brain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         for cb in self.hparams.callbacks:
             cb.on_train_step(self)
+        # Runs trained side by side show no bars of their own; the parent reads this.
+        done, total = self.global_step, self.hparams.epochs * self.hparams.steps_per_epoch
+        path = getattr(self.hparams, "progress_file", None)
+        if path is not None and (done % PROGRESS_EVERY == 0 or done == total) and if_main_process():
+            write_text(path, f"{done} {total}\n")
 
     def on_stage_start(self, stage, epoch=None):
         self.correct, self.seen, self.batches, self.stage_logs = 0, 0, 0, {}

@@ -25,7 +25,7 @@ from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
 from kws_okd.train import averaging as _averaging  # noqa: F401  (wakd/swad/sma/ema callbacks)
 from kws_okd.train.averaging import accuracy
-from kws_okd.train.brain import KWSBrain
+from kws_okd.train.brain import PROGRESS_FILE, KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
 from kws_okd.train.config import validate_config
 from kws_okd.train.state import AtomicCheckpointer, RNGState, TrainClock, distributed_launch, init_distributed
@@ -147,7 +147,8 @@ def train(cfg) -> Path:
     hparams = dict(objective=objective, augment=augment, context=context, noise=noise, lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                   train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")))
+                   train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")),
+                   progress_file=exp_dir / PROGRESS_FILE)
     opt = cfg.optim
     brain = KWSBrain(
         modules={"student": student},

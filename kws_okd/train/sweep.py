@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -66,19 +66,50 @@ def train_run(recipe: str, overrides: list[str]) -> tuple[list[str], float | Non
         (d / ".lock").unlink(missing_ok=True)
 
 
-def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print) -> None:
+def read_progress(run_dir: Path) -> tuple[int, int] | None:
+    """(steps done, steps in all) of a run in training, from its progress file."""
+    from kws_okd.train.brain import PROGRESS_FILE
+    try:
+        done, total = (int(v) for v in (Path(run_dir) / PROGRESS_FILE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return done, total
+
+
+def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print, progress: bool = False) -> None:
     """Train ``runs`` (override lists) in order, ``jobs`` at a time. With several jobs each
     run gets its own process (fresh global state) and one thread: on a small CPU two
-    single-threaded runs get more done than one run with two threads."""
+    single-threaded runs get more done than one run with two threads. ``progress``: the
+    runs show no bars of their own; one bar here counts the steps of all of them."""
+    bar = dirs = None
+
     def report(overrides, secs, d):
         if secs is not None:
-            log(f"[sweep] {d}: trained in {secs:.0f} s")
+            (bar.write if bar is not None else log)(f"[sweep] {d}: trained in {secs:.0f} s")
     if jobs <= 1:
         for r in runs:
             report(*train_run(recipe, r))
         return
     runs = [r if any(o.startswith("threads=") for o in r) else [*r, "threads=1"] for r in runs]
+    if progress:
+        from tqdm import tqdm
+
+        from kws_okd.train.config import load_recipe
+        runs = [[*r, "progress=false"] for r in runs]
+        dirs = [Path(load_recipe(recipe, r).exp_dir) for r in runs]
+        bar = tqdm(total=0, unit="step", desc=f"training {len(runs)} runs, {jobs} at a time")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
                              max_tasks_per_child=1) as pool:
-        for f in as_completed([pool.submit(train_run, recipe, r) for r in runs]):
-            report(*f.result())
+        pending = {pool.submit(train_run, recipe, r) for r in runs}
+        while pending:
+            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+            for f in done:
+                report(*f.result())
+            if bar is not None:
+                seen = [p for p in map(read_progress, dirs) if p]
+                bar.total = sum(t for _, t in seen)
+                bar.n = sum(d for d, _ in seen)
+                bar.set_postfix_str(f"{sum(d == t for d, t in seen)}/{len(runs)} runs done", refresh=False)
+                bar.refresh()
+    if bar is not None:
+        bar.close()
