@@ -70,7 +70,8 @@ def train_all(methods, seeds, budget: list[str], extra, jobs: int = 1) -> None:
     ``budget`` is :func:`budget_overrides`' list."""
     from kws_okd.train.sweep import train_runs
     order = [(m, s) for s in seeds for m in sorted(methods, key=lambda m: -COST_HINT.get(m, 1.0))]
-    train_runs("compare", [[f"method={m}", f"seed={s}", *budget, *extra] for m, s in order], jobs=jobs)
+    train_runs("compare", [[f"method={m}", f"seed={s}", *budget, *extra] for m, s in order], jobs=jobs,
+               progress=jobs > 1)
 
 
 def evaluate_cached(runs: dict[str, tuple[Path, Path]], data, scratch: Path,

@@ -107,9 +107,11 @@ def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print, pro
                 report(*f.result())
             if bar is not None:
                 seen = [p for p in map(read_progress, dirs) if p]
-                bar.total = sum(t for _, t in seen)
-                bar.n = sum(d for d, _ in seen)
-                bar.set_postfix_str(f"{sum(d == t for d, t in seen)}/{len(runs)} runs done", refresh=False)
-                bar.refresh()
+                if seen and sum(d for d, _ in seen) != bar.n:
+                    # Runs not started yet count as long as the average started one.
+                    bar.total = round(sum(t for _, t in seen) * len(runs) / len(seen))
+                    bar.n = sum(d for d, _ in seen)
+                    bar.set_postfix_str(f"{sum(d == t for d, t in seen)}/{len(runs)} runs done", refresh=False)
+                    bar.refresh()
     if bar is not None:
         bar.close()
