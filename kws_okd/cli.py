@@ -106,7 +106,8 @@ def main(argv=None):
                         "minutes on 2 CPU cores; left out by default to keep `make run` within 30 min)")
     c.add_argument("--student", default="bcresnet1")
     c.add_argument("--jobs", type=int, default=None,
-                   help="students trained side by side, one thread each (default: one per core, at most 4)")
+                   help="worker processes for training the students (one thread each) and scoring the long "
+                        "recordings (default: one per core, at most 4)")
     c.set_defaults(fn=_run)
 
     # Sub-command modules are imported only when needed: `kws-okd stream` must start in

@@ -118,6 +118,12 @@ THRESHOLDS_CHOSEN_ON = ("validation long audio: isolated words (training familie
                         "held-out real recordings, music) and sentences of the same speakers")
 
 
+def default_jobs(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` trainings or traces: one per CPU core, at most four
+    (a training run holds its corpus in memory)."""
+    return max(1, min(n_jobs, os.cpu_count() or 1, 4))
+
+
 def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real, real_dev: dict,
                     fa_per_hour: float = 1.0, minutes: float = 8.0, jobs: int | None = None) -> dict:
     """Per student: per-keyword thresholds chosen on the validation recordings (isolated
@@ -143,7 +149,7 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
         except FastPathUnavailable:
             pass
     pairs = [(p, w) for p in students.values() for w in recs.values()]
-    traces = trace_files(pairs, cfg, cache_dir, jobs=jobs or max(1, min(len(pairs), os.cpu_count() or 1, 4)))
+    traces = trace_files(pairs, cfg, cache_dir, jobs=jobs or default_jobs(len(pairs)))
     labels = {k: read_labels(Path(w).with_suffix(".csv")) for k, w in recs.items()}
     results = {}
     for name, path in students.items():
@@ -202,20 +208,14 @@ def heldout_real_windows():
     return held, info
 
 
-def default_jobs(n_runs: int) -> int:
-    """Runs trained side by side: one per CPU core, at most four (each holds its corpus
-    in memory)."""
-    return max(1, min(n_runs, os.cpu_count() or 1, 4))
-
-
 def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> None:
     """Train the student runs (name -> recipe overrides) not yet finished, ``jobs`` at a
     time (None: :func:`default_jobs`).
 
     Each run trains on one thread whatever ``jobs`` is, so a run's weights do not depend
     on how many cores the machine has (unless its overrides set ``threads``). Two runs on
-    one thread each get through about 1.45 times the steps of one run on two threads
-    (2 cores here). OKD runs, the longest, start first."""
+    one thread each get through about 1.7 times the steps of one run on two threads
+    (2 cores here; docs/twelve_class.md). OKD runs, the longest, start first."""
     from kws_okd.train.sweep import train_runs
     todo = [r if any(o.startswith("threads=") for o in r) else [*r, "threads=1"] for r in runs.values()]
     cfgs = [(r, load_recipe("student", r)) for r in todo]
@@ -263,7 +263,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
             report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"])
     if long_audio_minutes and "_unknown_" in read_classes(Path(manifests) / "classes.txt"):
         for name, r in long_audio_eval(models, manifests, out, corpus_noise_dir(tcfg.data), held, real_dev,
-                                       minutes=long_audio_minutes).items():
+                                       minutes=long_audio_minutes, jobs=jobs).items():
             kw = {rec: r[rec]["per_keyword"] for rec in ("test_clean", "test_snr5")}
             report["models"][name].update(
                 frr1_clean=frr_at(r["test_clean"], 1.0), frr1_snr5=frr_at(r["test_snr5"], 1.0),

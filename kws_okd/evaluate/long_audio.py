@@ -186,9 +186,10 @@ def _trace_job(model_path: str, cache_dir, wav: str, config: StreamConfig):
 
 def trace_files(pairs, config: StreamConfig, cache_dir=None, jobs: int = 1) -> dict:
     """:func:`trace` of every ``(model path, recording)`` in ``pairs``, ``jobs`` at a time
-    in worker processes (a trace is the same whichever process makes it). The fast-path
-    entries should exist beforehand (``load_fast_model(path, cache_dir)``), else each
-    worker builds its own. Returns ``{(model path, recording): trace}``."""
+    in worker processes of one thread each. On the fast path a trace is the same to the bit
+    whichever process makes it; a PyTorch model's may differ in float rounding with the
+    thread count. The fast-path entries should exist beforehand (``load_fast_model(path,
+    cache_dir)``), else each worker builds its own. Returns ``{(model path, recording): trace}``."""
     pairs = [(str(m), str(w)) for m, w in pairs]
     if jobs <= 1:
         loaded, out = {}, {}
