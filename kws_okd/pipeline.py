@@ -208,26 +208,27 @@ def heldout_real_windows():
     return held, info
 
 
-def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> None:
+def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> dict[str, Path]:
     """Train the student runs (name -> recipe overrides) not yet finished, ``jobs`` at a
-    time (None: :func:`default_jobs`).
+    time (None: :func:`default_jobs`); return each run's ``model.pt`` path.
 
     Each run trains on one thread whatever ``jobs`` is, so a run's weights do not depend
     on how many cores the machine has (unless its overrides set ``threads``). Two runs on
     one thread each get through about 1.7 times the steps of one run on two threads
     (2 cores here; docs/twelve_class.md). OKD runs, the longest, start first."""
-    from kws_okd.train.sweep import train_runs
-    todo = [r if any(o.startswith("threads=") for o in r) else [*r, "threads=1"] for r in runs.values()]
-    cfgs = [(r, load_recipe("student", r)) for r in todo]
-    todo = [r for r, c in sorted(cfgs, key=lambda rc: not rc[1].distill.name.startswith("okd"))
-            if not (Path(c.exp_dir) / "model.pt").exists()]
-    if not todo:
-        return
-    threads = torch.get_num_threads()
-    try:
-        train_runs("student", todo, jobs=jobs or default_jobs(len(todo)), progress=True)
-    finally:   # one job trains in this process, on one thread; the evaluation gets them all back
-        torch.set_num_threads(threads)
+    from kws_okd.train.sweep import one_thread, train_runs
+    runs = {name: one_thread(r) for name, r in runs.items()}
+    cfgs = {name: load_recipe("student", r) for name, r in runs.items()}
+    paths = {name: Path(c.exp_dir) / "model.pt" for name, c in cfgs.items()}
+    okd_first = sorted(runs, key=lambda name: not cfgs[name].distill.name.startswith("okd"))
+    todo = [runs[name] for name in okd_first if not paths[name].exists()]
+    if todo:
+        threads = torch.get_num_threads()
+        try:
+            train_runs("student", todo, jobs=jobs or default_jobs(len(todo)), progress=True)
+        finally:   # one job trains in this process, on one thread; the evaluation gets them all back
+            torch.set_num_threads(threads)
+    return paths
 
 
 def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet1",
@@ -251,9 +252,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
         models[f"teacher-{name}"] = pt
     runs = {f"{student}-{m}/seed{seed}": overrides + method_overrides(m) + [f"student={student}", f"seed={seed}"]
             for seed in seeds for m in methods}
-    train_students(runs, jobs)
-    for name, r in runs.items():
-        models[name] = Path(load_recipe("student", r).exp_dir) / "model.pt"
+    models.update(train_students(runs, jobs))
     out = Path(out or Path(tcfg.results_dir) / tcfg.data.name / "report")
     real_dev = real_dev_set(manifests)
     report = evaluate(models, manifests, out, teacher="teacher", extra_sets=real_dev)

@@ -111,19 +111,21 @@ class KWSBrain(sb.Brain):
 
     def progress(self) -> float:
         """Fraction of all training steps done, in [0, 1]."""
-        h = self.hparams
-        done = (self.epoch - 1) * h.steps_per_epoch + self.step
-        return min(1.0, done / max(1, h.epochs * h.steps_per_epoch))
+        return min(1.0, self.global_step / max(1, self.total_steps))
 
     @property
     def global_step(self) -> int:
         return (self.epoch - 1) * self.hparams.steps_per_epoch + self.step
 
+    @property
+    def total_steps(self) -> int:
+        return self.hparams.epochs * self.hparams.steps_per_epoch
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         for cb in self.hparams.callbacks:
             cb.on_train_step(self)
         # Runs trained side by side show no bars of their own; the parent reads this.
-        done, total = self.global_step, self.hparams.epochs * self.hparams.steps_per_epoch
+        done, total = self.global_step, self.total_steps
         path = getattr(self.hparams, "progress_file", None)
         if path is not None and (done % PROGRESS_EVERY == 0 or done == total) and if_main_process():
             write_text(path, f"{done} {total}\n")

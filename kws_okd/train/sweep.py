@@ -76,6 +76,11 @@ def read_progress(run_dir: Path) -> tuple[int, int] | None:
     return done, total
 
 
+def one_thread(overrides: list[str]) -> list[str]:
+    """``overrides`` with ``threads=1`` added, unless they set ``threads`` already."""
+    return overrides if any(o.startswith("threads=") for o in overrides) else [*overrides, "threads=1"]
+
+
 def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print, progress: bool = False) -> None:
     """Train ``runs`` (override lists) in order, ``jobs`` at a time. With several jobs each
     run gets its own process (fresh global state) and one thread: on a small CPU two
@@ -90,7 +95,7 @@ def train_runs(recipe: str, runs: list[list[str]], jobs: int = 1, log=print, pro
         for r in runs:
             report(*train_run(recipe, r))
         return
-    runs = [r if any(o.startswith("threads=") for o in r) else [*r, "threads=1"] for r in runs]
+    runs = [one_thread(r) for r in runs]
     if progress:
         from tqdm import tqdm
 
