@@ -146,9 +146,10 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
     return card
 
 
-INT8_FRONTEND_SCHEME = ("int8 DFT front-end: each frame divided by its peak sample, int8 (scale 1/127) times the "
-                        "int8 DFT basis (one scale per column) in an integer matrix product, power spectrum "
-                        "rescaled by the squared peak; mel filters, log and normalisation float")
+INT8_FRONTEND_SCHEME = ("int8 DFT front-end: each frame pre-emphasised and divided by its peak sample, int8 "
+                        "(scale 1/127) times the int8 de-emphasising DFT basis (one scale per column) in an "
+                        "integer matrix product, spectrum rescaled by the peak; mel filters, log and "
+                        "normalisation float")
 INT8_BACKBONE_SCHEME = ("backbone convolutions static QDQ int8 (weights per channel, uint8 activations per "
                         "tensor, 99.99th-percentile ranges)")
 
