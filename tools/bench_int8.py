@@ -10,7 +10,8 @@ Variants (``--variants``, default all):
 
 - ``fp32``: ``model.onnx`` as ``kws-okd export`` writes it (the reference);
 - ``int8``: what ``kws-okd export`` ships as ``model.int8.onnx``: int8 DFT front-end
-  (per-frame peak-scaled frames times the int8 DFT basis), float backbone;
+  (per-frame pre-emphasised, peak-scaled frames times the int8 de-emphasising DFT basis),
+  float backbone;
 - ``int8+backbone``: the same plus the backbone convolutions quantised by ORT static
   QDQ (99.99th-percentile calibration on ``--calib-clips`` clips of ``--calib``);
 - ``backbone-only``: the previous scheme: float front-end, ORT-quantised backbone.
