@@ -83,7 +83,7 @@ def _present(folder: Path, table=PROMPT_TABLE) -> list[tuple[str, tuple[tuple[st
 
 def compose_real_prompts(folder, keywords, out_wav, seed: int = 0, sample_rate: int = 16000,
                          gap_s=GAP_S, tolerance_s: float = TOLERANCE_S, table=PROMPT_TABLE,
-                         max_minutes: float | None = None) -> dict:
+                         max_minutes: float | None = None, settings: dict | None = None) -> dict:
     """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info) from the prompts of ``table``
     found in ``folder``, in a random order; deterministic for ``seed``. With
     ``max_minutes``, the order is cut where the next prompt would go past it. Command words
@@ -128,6 +128,8 @@ def compose_real_prompts(folder, keywords, out_wav, seed: int = 0, sample_rate: 
     info = dict(folder=str(folder), seed=seed, prompts=used, minutes=round(len(mix) / sample_rate / 60, 2),
                 speech_minutes=round(sum(lb["end_s"] - lb["start_s"] for lb in labels if lb["kind"] == "filler") / 60, 2),
                 n_keywords=sum(lb["kind"] == "keyword" for lb in labels), keywords=list(keywords))
+    if settings is not None:   # what build_* compares to reuse the recording, in the same one write
+        info["settings"] = settings
     write_json(out_wav.with_suffix(".json"), info)
     return info
 
@@ -152,6 +154,5 @@ def build_real_prompts(out_dir, keywords, seed: int = 0, folder=None, max_minute
     if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
         return wav
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = compose_real_prompts(folder, keywords, wav, seed=seed, max_minutes=max_minutes)
-    write_json(info, dict(meta, settings=want))
+    compose_real_prompts(folder, keywords, wav, seed=seed, max_minutes=max_minutes, settings=want)
     return wav

@@ -86,7 +86,8 @@ def _render(engine, voice, text: str, sr: int) -> np.ndarray:
 
 def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: int = 0,
                       voices_per_family: int = 6, keyword_share: float = 0.5,
-                      gap_s=(0.6, 1.6), sample_rate: int = 16000, voices=None, texts: str = "test") -> dict:
+                      gap_s=(0.6, 1.6), sample_rate: int = 16000, voices=None, texts: str = "test",
+                      settings: dict | None = None) -> dict:
     """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info); deterministic for ``seed``.
 
     Speakers are ``voices_per_family`` new voices of each family, or the given ``voices``
@@ -154,6 +155,8 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
     write_labels(out_wav.with_suffix(".csv"), labels)
     info = dict(minutes=minutes, seed=seed, families=list(families), voices=len(speakers), texts=texts,
                 keywords=list(keywords), keyword_sentences=n_kw, sentences_without_keyword=n_neg)
+    if settings is not None:   # what build_* compares to reuse the recording, in the same one write
+        info["settings"] = settings
     write_json(out_wav.with_suffix(".json"), info)
     return info
 
@@ -171,6 +174,6 @@ def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int
     info = wav.with_suffix(".json")
     if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
         return wav
-    meta = compose_sentences(families, keywords, wav, minutes=minutes, seed=seed, voices=voices, texts=texts)
-    write_json(info, dict(meta, settings=want))
+    compose_sentences(families, keywords, wav, minutes=minutes, seed=seed, voices=voices, texts=texts,
+                      settings=want)
     return wav
