@@ -35,8 +35,13 @@ def noise_tag(p) -> str:
     return "" if float(p) == 0 else f"+noise{float(p):g}"
 
 
+def band_tag(p) -> str:
+    """Run-folder tag of a student's ``band_limit`` (kws_okd/augment/band.py), as ``noise_tag``."""
+    return "" if float(p) == 0 else f"+band{float(p):g}"
+
+
 for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
-                   ("noise_tag", noise_tag)):
+                   ("noise_tag", noise_tag), ("band_tag", band_tag)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from kws_okd.augment import build_augmentation
 from kws_okd.augment.background import build_background_noise
+from kws_okd.augment.band import build_band_limit
 from kws_okd.augment.context import build_context
 from kws_okd.data.manifest import read_classes
 from kws_okd.data.registry import corpus_noise_dir, load_dataset, prepare_data
@@ -144,7 +145,10 @@ def train(cfg) -> Path:
     noise = build_background_noise(OmegaConf.to_container(cfg.background_noise, resolve=True)
                                    if cfg.get("background_noise") else None, classes,
                                    corpus_noise_dir(cfg.data), role=str(cfg.get("role", "student")))
-    hparams = dict(objective=objective, augment=augment, context=context, noise=noise, lr=float(cfg.optim.lr),
+    band = build_band_limit(OmegaConf.to_container(cfg.band_limit, resolve=True) if cfg.get("band_limit") else None,
+                            role=str(cfg.get("role", "student")))
+    hparams = dict(objective=objective, augment=augment, context=context, noise=noise, band=band,
+                   lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                    train_logger=FileTrainLogger(str(exp_dir / "train_log.txt")),
