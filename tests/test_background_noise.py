@@ -1,5 +1,4 @@
 """Background noise under the training word (kws_okd/augment/background.py)."""
-import json
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from kws_okd.augment.background import BackgroundNoise, build_background_noise
 from kws_okd.augment.context import ContextSpeech
 from kws_okd.errors import ConfigError
 from kws_okd.train.brain import what_each_hears
-from tests.test_context import SR, clip, spy_on_forward
+from tests.test_context import SR, clip, train_with_spy
 
 
 def batch():
@@ -93,13 +92,8 @@ def test_the_teacher_hears_neither_noise_nor_context_unless_told():
 def test_runs_with_noise_get_their_own_folders_and_the_trainer_noises_every_batch(tiny_corpus, tmp_path,
                                                                                   monkeypatch):
     from kws_okd.train.config import load_recipe, noise_tag
-    from kws_okd.train.run import train
-    from tests.test_train import overrides
     assert noise_tag(0) == "" and noise_tag("0.5") == "+noise0.5"
     assert load_recipe("student", ["background_noise.p=0.5"]).exp_dir.endswith("okd+context0.5+noise0.5/seed0")
-    calls = spy_on_forward(monkeypatch, BackgroundNoise)
-    pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "context_speech.p=0",
-                                                "background_noise.p=1.0")))
+    pt = train_with_spy(monkeypatch, BackgroundNoise, tiny_corpus, tmp_path, "context_speech.p=0",
+                        "background_noise.p=1.0")
     assert pt.parent.parent.name == "bcresnet1-erm+noise1"
-    steps = json.loads((pt.parent / "train_summary.json").read_text())["steps"]
-    assert len(calls) == steps and all(calls)

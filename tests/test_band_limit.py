@@ -1,5 +1,4 @@
 """The band-limited channel heard by the student only (kws_okd/augment/band.py)."""
-import json
 import math
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 from kws_okd.augment.band import BandLimit, build_band_limit, butterworth_gain
 from kws_okd.errors import ConfigError
 from kws_okd.train.brain import what_each_hears
-from tests.test_context import SR, spy_on_forward
+from tests.test_context import SR, train_with_spy
 
 
 def tones(*freqs):
@@ -80,13 +79,7 @@ def test_the_teacher_never_hears_the_band_limit():
 def test_runs_with_a_band_limit_get_their_own_folders_and_every_batch_is_limited(tiny_corpus, tmp_path,
                                                                               monkeypatch):
     from kws_okd.train.config import band_tag, load_recipe
-    from kws_okd.train.run import train
-    from tests.test_train import overrides
     assert band_tag(0) == "" and band_tag("0.5") == "+band0.5"
     assert load_recipe("student", ["band_limit.p=0.5"]).exp_dir.endswith("okd+context0.5+band0.5/seed0")
-    calls = spy_on_forward(monkeypatch, BandLimit)
-    pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "context_speech.p=0",
-                                                "band_limit.p=1.0")))
+    pt = train_with_spy(monkeypatch, BandLimit, tiny_corpus, tmp_path, "context_speech.p=0", "band_limit.p=1.0")
     assert pt.parent.parent.name == "bcresnet1-erm+band1"
-    steps = json.loads((pt.parent / "train_summary.json").read_text())["steps"]
-    assert len(calls) == steps and all(calls)

@@ -78,17 +78,24 @@ def spy_on_forward(monkeypatch, cls) -> list:
     return calls
 
 
-def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus, tmp_path, monkeypatch):
-    """A spy around the real forward: called once per training step, never at validation."""
+def train_with_spy(monkeypatch, cls, tiny_corpus, tmp_path, *extra):
+    """Train a tiny ERM student with ``extra`` overrides and a spy on ``cls.forward``;
+    asserts the spy changed every training batch (once per step, never at validation)
+    and returns the model file."""
     import json
 
     from kws_okd.train.config import load_recipe
     from kws_okd.train.run import train
     from tests.test_train import overrides
-    calls = spy_on_forward(monkeypatch, ContextSpeech)
-    pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "context_speech.p=1.0")))
+    calls = spy_on_forward(monkeypatch, cls)
+    pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", *extra)))
     steps = json.loads((pt.parent / "train_summary.json").read_text())["steps"]
     assert len(calls) == steps and all(calls)
+    return pt
+
+
+def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus, tmp_path, monkeypatch):
+    pt = train_with_spy(monkeypatch, ContextSpeech, tiny_corpus, tmp_path, "context_speech.p=1.0")
     cfg = (pt.parent / "config.yaml").read_text()
     assert "context_speech:\n  p: 1.0" in cfg
 
