@@ -34,7 +34,8 @@ So the frames are **pre-emphasised** first (``y[n] = x[n] - 0.97 x[n-1]``, float
 multiply-add a sample), which tilts the spectrum flat before it is rounded, and the
 basis undoes the tilt exactly (:func:`emphasised_basis`; the sample before each frame
 enters through one float rank-1 term). The rounding error then follows the speech's
-own tilt instead of sitting flat under it. Same integer product, same cost.
+own tilt instead of sitting flat under it. The integer product is the same; the float
+rank-1 term costs 3-9 % of an inference (docs/export.md).
 
 **int8 backbone** (:func:`quantize_backbone`): ORT static quantisation of the backbone
 convolutions (QDQ, int8 per-channel weights, uint8 activations, 99.99th-percentile
