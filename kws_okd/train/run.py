@@ -140,13 +140,14 @@ def train(cfg) -> Path:
         recoverables.update(getattr(owner, "recoverables", lambda: {})())
     clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
+    role = str(cfg.get("role", "student"))
     context = build_context(OmegaConf.to_container(cfg.context_speech, resolve=True)
-                            if cfg.get("context_speech") else None, classes, role=str(cfg.get("role", "student")))
+                            if cfg.get("context_speech") else None, classes, role=role)
     noise = build_background_noise(OmegaConf.to_container(cfg.background_noise, resolve=True)
                                    if cfg.get("background_noise") else None, classes,
-                                   corpus_noise_dir(cfg.data), role=str(cfg.get("role", "student")))
+                                   corpus_noise_dir(cfg.data), role=role)
     band = build_band_limit(OmegaConf.to_container(cfg.band_limit, resolve=True) if cfg.get("band_limit") else None,
-                            role=str(cfg.get("role", "student")))
+                            role=role)
     hparams = dict(objective=objective, augment=augment, context=context, noise=noise, band=band,
                    lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
