@@ -61,7 +61,9 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     """The validation and test recordings (clean and 5 dB) every report scores, built once
     per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
     ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
-    (kws_okd/evaluate/sentences.py); with asterisk-core-sounds-en-wav installed,
+    (kws_okd/evaluate/sentences.py); with hedgewars-data installed, ``valid_real``: people
+    talking, for the thresholds (kws_okd/evaluate/voice_lines.py); with
+    asterisk-core-sounds-en-wav installed,
     ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py)."""
     import json
 
@@ -69,6 +71,7 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     from kws_okd.evaluate.long_audio import build_long_audio
     from kws_okd.evaluate.real_prompts import build_real_prompts
     from kws_okd.evaluate.sentences import build_sentences
+    from kws_okd.evaluate.voice_lines import build_valid_real
     from kws_okd.stream.engine import default_keywords
     real_csv = next((v[0] for v in real_dev.values()), None)
     if real_csv is not None:
@@ -84,8 +87,13 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
                                                   name="valid_sentences", voices=valid_voices, texts="valid")
     if families:
         recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes))
-    # Real people's sentences, evaluation only: all of them (23 min) at the default 8 min.
-    real = build_real_prompts(out, keywords, max_minutes=None if minutes >= 8 else 3 * minutes)
+    # Real people talking (a game's voice lines, no keyword in them), for the thresholds,
+    # and real people's sentences, evaluation only: all of each (19 and 23 min) at the default 8 min.
+    whole = None if minutes >= 8 else 3 * minutes
+    talk = build_valid_real(out, keywords, max_minutes=whole)
+    if talk is not None:
+        recs["valid_real"] = talk
+    real = build_real_prompts(out, keywords, max_minutes=whole)
     if real is not None:
         recs["test_real_prompts"] = real
     return recs
@@ -114,8 +122,16 @@ def validation_recordings(recs: dict) -> list:
     return [v for k, v in recs.items() if k.startswith("valid")]
 
 
-THRESHOLDS_CHOSEN_ON = ("validation long audio: isolated words (training families' validation speakers, "
-                        "held-out real recordings, music) and sentences of the same speakers")
+VALIDATION_RECORDINGS = {
+    "valid": "isolated words (training families' validation speakers, held-out real recordings, music)",
+    "valid_sentences": "sentences of the same speakers",
+    "valid_real": "a game's voice lines acted by people (hedgewars-data, no keyword in them)",
+}
+
+
+def thresholds_chosen_on(names) -> str:
+    """What a model card says its thresholds were chosen on, from the recordings' names."""
+    return "validation long audio: " + "; ".join(VALIDATION_RECORDINGS.get(n, n) for n in names)
 
 
 def default_jobs(n_jobs: int) -> int:
@@ -151,12 +167,13 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
     pairs = [(p, w) for p in students.values() for w in recs.values()]
     traces = trace_files(pairs, cfg, cache_dir, jobs=jobs or default_jobs(len(pairs)))
     labels = {k: read_labels(Path(w).with_suffix(".csv")) for k, w in recs.items()}
+    valid = [k for k in recs if k.startswith("valid")]
     results = {}
     for name, path in students.items():
         tr = {k: traces[(str(path), str(w))] for k, w in recs.items()}
-        thr = calibrate_traces([(tr[k], labels[k]) for k in recs if k.startswith("valid")], cfg, fa_per_hour)
+        thr = calibrate_traces([(tr[k], labels[k]) for k in valid], cfg, fa_per_hour)
         set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
-                              refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON)
+                              refractory_s=cfg.refractory_s, chosen_on=thresholds_chosen_on(valid))
         try:   # storing the thresholds changed the file: prepare its fast-path entry now, next
             load_fast_model(path, embed=True)   # to it and inside it, so that the first `kws-okd
             # stream` on it, or on a copy of model.pt alone, starts warm

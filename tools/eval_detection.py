@@ -4,9 +4,10 @@
 
 For each model: clip accuracy on the ID / OOD test sets and the real-speech dev set;
 per-keyword thresholds chosen for 1 FA/h on the validation recordings, isolated words and
-sentences of the training families' validation voices, as ``make run`` chooses them
-(``--thresholds-on isolated``: the isolated-word one only; not written into the model
-file, unlike ``make run``); then, on the clean isolated-word test recording and
+sentences of the training families' validation voices and, with hedgewars-data installed,
+a game's voice lines acted by people, as ``make run`` chooses them (``--thresholds-on
+isolated``: the isolated-word one only; not written into the model file, unlike ``make
+run``); then, on the clean isolated-word test recording and
 on the keywords-inside-sentences recording and on real people's sentences (Asterisk's
 prompts, when installed), the FRR and false alarms per hour at those
 thresholds, FRR at 1 FA/h (global threshold swept), and what the false alarms fired on;

@@ -24,24 +24,16 @@ with): nothing trains, selects or sets a threshold on it.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import numpy as np
-
-from kws_okd.audio.io import read_audio, write_audio
-from kws_okd.data.real_speech import ASTERISK_DIRS, file_signature
-from kws_okd.data.words import UNKNOWN
+from kws_okd.data.real_speech import ASTERISK_DIRS
 from kws_okd.errors import DataError
-from kws_okd.stream.longaudio import speech_span, write_labels
-from kws_okd.utils.atomic import write_json
+from kws_okd.evaluate.real_recording import GAP_S, TOLERANCE_S, compose_real_recording, files_key, is_built
 
 PROMPT_TABLE = Path(__file__).with_name("asterisk_prompts.tsv")
 NAME = "test_real_prompts"
 DOMAIN = "real_asterisk"
 _VERSION = 1   # bump when the composition changes, to rebuild old recordings
-GAP_S = (0.25, 0.75)     # pause before each prompt
-TOLERANCE_S = 1.5        # half-width of a command word's event around its estimated time
 
 
 def read_prompt_table(path=PROMPT_TABLE) -> list[tuple[str, tuple[tuple[str, float], ...]]]:
@@ -92,46 +84,10 @@ def compose_real_prompts(folder, keywords, out_wav, seed: int = 0, sample_rate: 
     prompts = _present(folder, table)
     if not prompts:
         raise DataError(f"{folder}: none of the prompts listed in {table} is there")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(prompts))
-    pieces, labels, t, used = [], [], 0, 0
-    for j in order:
-        name, words = prompts[j]
-        x = read_audio(folder / f"{name}.wav", sample_rate, warn=False)
-        gap = np.zeros(int(rng.uniform(*gap_s) * sample_rate), dtype=np.float32)
-        if max_minutes is not None and pieces and t + len(gap) + len(x) > max_minutes * 60 * sample_rate:
-            break
-        pieces += [gap, x]
-        used += 1
-        t += len(gap)
-        a, b = speech_span(x, sample_rate)
-        start, end = (t + a) / sample_rate, (t + b) / sample_rate
-        source = f"asterisk/{name}"
-        labels.append(dict(start_s=round(start, 4), end_s=round(end, 4), word=UNKNOWN, kind="filler",
-                           source=source, domain=DOMAIN))
-        for word, place in words:
-            if word not in keywords:
-                continue
-            mid = start + place * (end - start)
-            labels.append(dict(start_s=round(max(start, mid - tolerance_s), 4),
-                               end_s=round(min(end, mid + tolerance_s), 4), word=word, kind="keyword",
-                               source=source, domain=DOMAIN))
-        t += len(x)
-    pieces.append(np.zeros(sample_rate, dtype=np.float32))
-    mix = np.concatenate(pieces)
-    # A faint floor instead of digital silence between prompts, as on the other recordings.
-    mix += rng.standard_normal(len(mix)).astype(np.float32) * 1e-4
-    labels.sort(key=lambda lb: (lb["start_s"], lb["kind"] != "filler"))
-    out_wav = Path(out_wav)
-    write_audio(out_wav, mix, sample_rate)
-    write_labels(out_wav.with_suffix(".csv"), labels)
-    info = dict(folder=str(folder), seed=seed, prompts=used, minutes=round(len(mix) / sample_rate / 60, 2),
-                speech_minutes=round(sum(lb["end_s"] - lb["start_s"] for lb in labels if lb["kind"] == "filler") / 60, 2),
-                n_keywords=sum(lb["kind"] == "keyword" for lb in labels), keywords=list(keywords))
-    if settings is not None:   # what build_* compares to reuse the recording, in the same one write
-        info["settings"] = settings
-    write_json(out_wav.with_suffix(".json"), info)
-    return info
+    items = [(f"asterisk/{name}", folder / f"{name}.wav", words) for name, words in prompts]
+    return compose_real_recording(items, keywords, out_wav, DOMAIN, seed=seed, sample_rate=sample_rate,
+                                  gap_s=gap_s, tolerance_s=tolerance_s, max_minutes=max_minutes,
+                                  settings=settings, count_name="prompts", info=dict(folder=str(folder)))
 
 
 def build_real_prompts(out_dir, keywords, seed: int = 0, folder=None, max_minutes: float | None = None) -> Path | None:
@@ -143,15 +99,11 @@ def build_real_prompts(out_dir, keywords, seed: int = 0, folder=None, max_minute
         return None
     out_dir = Path(out_dir)
     wav = out_dir / f"{NAME}.wav"
-    # The prompt files it is made of, by path, size and time, as the real dev set keys its sources.
-    files = hashlib.sha1(json.dumps([file_signature(folder / f"{n}.wav") for n, _ in _present(folder)])
-                         .encode()).hexdigest()[:12]
     want = dict(version=_VERSION, seed=seed, keywords=list(keywords), folder=str(folder), gap_s=list(GAP_S),
                 tolerance_s=TOLERANCE_S, max_minutes=max_minutes,
                 table=hashlib.sha1(PROMPT_TABLE.read_bytes()).hexdigest()[:12],
-                files=files)
-    info = wav.with_suffix(".json")
-    if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
+                files=files_key(folder / f"{n}.wav" for n, _ in _present(folder)))
+    if is_built(wav, want):
         return wav
     out_dir.mkdir(parents=True, exist_ok=True)
     compose_real_prompts(folder, keywords, wav, seed=seed, max_minutes=max_minutes, settings=want)

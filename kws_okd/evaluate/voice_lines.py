@@ -1,0 +1,72 @@
+"""People talking, for the thresholds: a validation recording of a game's voice lines.
+
+The detection thresholds are chosen where false alarms are counted. Until now that was
+synthetic speech (isolated words, sentences) and klettres' letters: no English that
+people speak. The false alarms a user meets come from people talking, and there the
+students fired 5-60 times an hour at thresholds meant for 1.
+
+Debian's ``hedgewars-data`` ships 839 voice lines of a game, acted by people in 15 voice
+packs (about ten in English, the others Spanish, Polish, Russian, Ukrainian): "take
+cover", "leave me alone", "oh dear", laughs and grunts, 15 minutes in all. None of it is
+reserved for evaluation, and nothing trains on it by default (``real_audio.extra_folders``
+can add it; then this recording is no longer unseen).
+
+``valid_real`` plays them back to back (kws_okd/evaluate/real_recording.py). The lines
+named for a command word (``Yessir``, ``Nooo``, ``Enemydown``, ``Comeonthen``) are left
+out, and so are the ones likely to sound like one (``Ooff``: "off"; ``Hurry``: "hurry
+up"). Every other line must stay silent: the recording has no keyword event, so every
+detection on it is a false alarm. Only the file names say what a line holds; no one has
+listened to all 15 packs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kws_okd.errors import DataError
+from kws_okd.evaluate.real_recording import GAP_S, compose_real_recording, files_key, is_built
+
+HEDGEWARS_VOICES = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
+PACKAGE = "hedgewars-data"
+NAME = "valid_real"
+DOMAIN = "real_hedgewars"
+# Lowercased file stems left out, and why: the command word the line says or may sound like.
+LEFT_OUT = {"yessir": "yes", "nooo": "no", "enemydown": "down", "comeonthen": "on",
+            "ooff1": "off", "ooff2": "off", "ooff3": "off", "hurry": "up"}
+_VERSION = 1   # bump when the composition changes, to rebuild old recordings
+
+
+def voice_lines(root=HEDGEWARS_VOICES) -> list[Path]:
+    """The voice lines under ``root`` (one folder a pack), sorted, without those in
+    :data:`LEFT_OUT`; an error naming the package when there are none."""
+    root = Path(root)
+    hint = f"install it with: sudo apt-get install -y --no-install-recommends {PACKAGE}"
+    if not root.is_dir():
+        raise DataError(f"{root}: missing; the real-speech validation recording needs {PACKAGE}; {hint}")
+    lines = sorted(p for p in root.glob("*/*.ogg") if p.stem.lower() not in LEFT_OUT)
+    if not lines:
+        raise DataError(f"{root}: no voice lines (*/*.ogg) found ({PACKAGE} incomplete?); {hint}")
+    return lines
+
+
+def build_valid_real(out_dir, keywords, seed: int = 0, root=None, name: str = NAME,
+                     max_minutes: float | None = None) -> Path | None:
+    """``<name>.wav`` (+ ``.csv``, ``.json``) in ``out_dir`` from :func:`voice_lines`,
+    composed unless an earlier build with the same settings and files is there; None
+    when ``root`` (default: the package's folder) does not exist. ``max_minutes`` cuts
+    it short (all lines make about 19 minutes)."""
+    root = Path(root) if root else HEDGEWARS_VOICES
+    if not root.is_dir():
+        return None
+    lines = voice_lines(root)
+    out_dir = Path(out_dir)
+    wav = out_dir / f"{name}.wav"
+    want = dict(version=_VERSION, seed=seed, keywords=list(keywords), root=str(root), gap_s=list(GAP_S),
+                left_out=sorted(LEFT_OUT), max_minutes=max_minutes, files=files_key(lines))
+    if is_built(wav, want):
+        return wav
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = [(f"hedgewars/{p.parent.name}/{p.stem}", p, ()) for p in lines]
+    compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, max_minutes=max_minutes, settings=want,
+                           count_name="lines",
+                           info=dict(root=str(root)))
+    return wav
