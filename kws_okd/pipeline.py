@@ -20,7 +20,7 @@ from kws_okd.utils.atomic import write_json, write_text
 
 METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
            "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
-           "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real")
+           "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real", "talk_fa")
 
 
 def method_overrides(method: str) -> list[str]:
@@ -62,7 +62,7 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
     ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
     (kws_okd/evaluate/sentences.py); with hedgewars-data installed, ``valid_real``: people
-    talking, for the thresholds (kws_okd/evaluate/voice_lines.py); with
+    talking, where only false alarms are counted (kws_okd/evaluate/voice_lines.py); with
     asterisk-core-sounds-en-wav installed,
     ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py)."""
     import json
@@ -87,8 +87,8 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
                                                   name="valid_sentences", voices=valid_voices, texts="valid")
     if families:
         recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes))
-    # Real people talking (a game's voice lines, no keyword in them), for the thresholds,
-    # and real people's sentences, evaluation only: all of each (19 and 23 min) at the default 8 min.
+    # People talking (a game's voice lines, no keyword in them: false alarms only) and real
+    # people's sentences (evaluation only): all of each (19 and 23 min) at the default 8 min.
     whole = None if minutes >= 8 else 3 * minutes
     talk = build_valid_real(out, keywords, max_minutes=whole)
     if talk is not None:
@@ -118,20 +118,13 @@ def split_voices(proto: dict, split: str) -> list:
 
 
 def validation_recordings(recs: dict) -> list:
-    """The recordings thresholds are chosen on (their names start with ``valid``)."""
-    return [v for k, v in recs.items() if k.startswith("valid")]
+    """The recordings thresholds are chosen on (:data:`THRESHOLD_RECORDINGS`)."""
+    return [v for k, v in recs.items() if k in THRESHOLD_RECORDINGS]
 
 
-VALIDATION_RECORDINGS = {
-    "valid": "isolated words (training families' validation speakers, held-out real recordings, music)",
-    "valid_sentences": "sentences of the same speakers",
-    "valid_real": "a game's voice lines acted by people (hedgewars-data, no keyword in them)",
-}
-
-
-def thresholds_chosen_on(names) -> str:
-    """What a model card says its thresholds were chosen on, from the recordings' names."""
-    return "validation long audio: " + "; ".join(VALIDATION_RECORDINGS.get(n, n) for n in names)
+THRESHOLD_RECORDINGS = ("valid", "valid_sentences")
+THRESHOLDS_CHOSEN_ON = ("validation long audio: isolated words (training families' validation speakers, "
+                        "held-out real recordings, music) and sentences of the same speakers")
 
 
 def default_jobs(n_jobs: int) -> int:
@@ -167,21 +160,21 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
     pairs = [(p, w) for p in students.values() for w in recs.values()]
     traces = trace_files(pairs, cfg, cache_dir, jobs=jobs or default_jobs(len(pairs)))
     labels = {k: read_labels(Path(w).with_suffix(".csv")) for k, w in recs.items()}
-    valid = [k for k in recs if k.startswith("valid")]
+    valid = [k for k in recs if k in THRESHOLD_RECORDINGS]
     results = {}
     for name, path in students.items():
         tr = {k: traces[(str(path), str(w))] for k, w in recs.items()}
         thr = calibrate_traces([(tr[k], labels[k]) for k in valid], cfg, fa_per_hour)
         set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
-                              refractory_s=cfg.refractory_s, chosen_on=thresholds_chosen_on(valid))
+                              refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON)
         try:   # storing the thresholds changed the file: prepare its fast-path entry now, next
             load_fast_model(path, embed=True)   # to it and inside it, so that the first `kws-okd
             # stream` on it, or on a copy of model.pt alone, starts warm
         except (FastPathUnavailable, KWSError):
             pass
         results[name] = dict(thresholds=thr, **{k: score_trace(tr[k], labels[k], cfg, thr)
-                                                 for k in recs if not k.startswith("valid")})
-    for rec in (k for k in recs if not k.startswith("valid")):
+                                                 for k in recs if k not in valid})
+    for rec in (k for k in recs if k in TEST_RECORDINGS):
         plot_det({n: r[rec]["curve"] for n, r in results.items()}, out / f"det_{rec}.png",
                  f"DET on {rec} ({results[next(iter(results))][rec]['minutes']:g} min)")
     write_json(out / "long_audio.json", {n: {k: ({kk: vv for kk, vv in v.items() if kk != "curve"}
@@ -288,6 +281,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                 kw_errors_clean=dict(false_alarms_by=kw["test_clean"]["false_alarms_by"],
                                      misses_by=kw["test_clean"]["misses_by"]),
                 **_sentence_metrics(r.get("test_sentences")), **_real_prompt_metrics(r.get("test_real_prompts")),
+                **({"talk_fa": r["valid_real"]["per_keyword"]["fa_per_hour"]} if "valid_real" in r else {}),
                 long_audio={rec: r[rec]["frr_at"] for rec in TEST_RECORDINGS if rec in r})
     write_json(out / "report.json", report)
     from kws_okd.evaluate.curves import plot_curves
@@ -446,6 +440,14 @@ def render_summary(summary, report) -> str:
             for m, r in summary["methods"].items():
                 hits = "/".join(str(h) for h in r.get("real_hits_runs", []))
                 lines.append(f"| {m} | {hits} of {n:g} | {ms(r['real_fa'], 1.0)} | {ms(r['frr1_real'])} |")
+        if any(r.get("talk_fa") is not None for r in summary["methods"].values()):
+            lines += ["", "**People talking** (kws_okd/evaluate/voice_lines.py): a game's voice lines acted "
+                      "by people (hedgewars-data: 15 voices, English and four other languages, 19 min), "
+                      "with no command word in them, so every detection is a false alarm. A validation "
+                      "recording that nothing is chosen on by default; stored thresholds as above.", "",
+                      "| method | FA/h |", "|---|---|"]
+            for m, r in summary["methods"].items():
+                lines.append(f"| {m} | {ms(r['talk_fa'], 1.0)} |")
         dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in TEST_RECORDINGS
                          if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
         lines += ["", f"DET curves: {dets}"]

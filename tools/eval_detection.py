@@ -11,7 +11,8 @@ run``); then, on the clean isolated-word test recording and
 on the keywords-inside-sentences recording and on real people's sentences (Asterisk's
 prompts, when installed), the FRR and false alarms per hour at those
 thresholds, FRR at 1 FA/h (global threshold swept), and what the false alarms fired on;
-the same on the 5 dB isolated-word recording.
+the same on the 5 dB isolated-word recording; and the false alarms per hour on people
+talking (a game's voice lines, when hedgewars-data is installed).
 Writes ``results.json`` and ``results.md`` into ``--out``. Recordings are built once per
 corpus, as ``make run`` builds them (kws_okd/pipeline.py).
 """
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
         r = dict(id_acc=row["id_acc"], ood_acc=row["ood_acc"], real_acc=row.get("real_acc"),
                  real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
                  thresholds=thr, **({"agree": agree[name]["agree"]} if name in agree else {}))
+        if "valid_real" in recs:   # people talking: false alarms only
+            pk = score_recording(model, blob["classes"], recs["valid_real"], scfg, thr)["per_keyword"]
+            r["talk_fa"] = pk["fa_per_hour"]
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
@@ -89,9 +93,10 @@ def main(argv=None) -> int:
     write_json(a.out / "results.json", results)
     shown = [k for k in TEST_RECORDINGS if k in recs]
     ag = " agree |" if agree else ""
+    talk = "valid_real" in recs
     lines = [f"| model | ID | OOD | real |{ag} " + " | ".join(f"{k[5:]}: FRR / FA/h (stored) | {k[5:]} FRR @1 FA/h"
-                                                     for k in shown) + " |",
-             "|---|---|---|---|" + "---|" * bool(agree) + "---|---|" * len(shown)]
+                                                     for k in shown) + " |" + " people talking: FA/h |" * talk,
+             "|---|---|---|---|" + "---|" * bool(agree) + "---|---|" * len(shown) + "---|" * talk]
 
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}"
@@ -103,7 +108,7 @@ def main(argv=None) -> int:
                       [f"{pct(d['frr'])} % / {d['fa_per_hour']:.0f}", f"{pct(d['frr_at_1fa'])} %"])
         lines.append(f"| {name} | {pct(r['id_acc'])} | {pct(r['ood_acc'])} | {pct(r['real_acc'])} | "
                      + (f"{pct(r.get('agree'))} | " if agree else "")
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + " |" + (f" {r['talk_fa']:.0f} |" if talk else ""))
     write_text(a.out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -18,8 +18,8 @@ ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
 [ -e /usr/share/sounds/alsa/Front_Left.wav ] || need+=(alsa-utils)
 [ -e /usr/share/asterisk/sounds/en_US_f_Allison/digits/0.wav ] || need+=(asterisk-core-sounds-en-wav)
 [ -e /usr/share/klettres/en/sounds.xml ] || need+=(klettres-data)
-# A game's voice lines acted by people: the real-speech recording the detection thresholds
-# are chosen on (kws_okd/evaluate/voice_lines.py). About 145 MB to download, 20 MB of it voices.
+# A game's voice lines acted by people: the recording of people talking that reports count
+# false alarms on (kws_okd/evaluate/voice_lines.py). About 145 MB to download, 20 MB of it voices.
 [ -e /usr/share/games/hedgewars/Data/Sounds/voices/Default/Hello.ogg ] || need+=(hedgewars-data)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
