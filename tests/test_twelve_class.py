@@ -39,6 +39,34 @@ def test_real_negatives_need_an_unknown_class(tiny_corpus, tmp_path):
         add_real_negatives(tmp_path, 1.0, windows=torch.zeros(10, 16000))
 
 
+def test_other_negative_folders_rebuild_the_manifests(tiny_corpus, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import write_tone
+    from kws_okd.data.sources import prepare_gsc
+    monkeypatch.setenv("KWS_OKD_CACHE", str(tmp_path / "cache"))
+    folders = {}
+    for name, hz in (("low", 300.0), ("high", 2500.0)):
+        for i in range(6):   # a 3-s recording each: windows of it become the negatives
+            write_tone(tmp_path / name / "talk" / f"t{i}.wav", freq=hz + 10 * i, seconds=3.0)
+        folders[name] = tmp_path / name
+
+    def prepare(name):
+        cfg = OmegaConf.create(dict(root=str(tiny_corpus), task="12", manifest_dir=str(tmp_path / "manifests"),
+                                    real_negatives=1.0, real_negative_folders=[str(folders[name])]))
+        out = prepare_gsc(cfg, progress=False)
+        rows = [r for r in read_manifest(out / "train.csv") if r["domain"] == "real_speech"]
+        import soundfile as sf
+        x, _ = sf.read(rows[0]["wav"], dtype="float32")
+        return rows, np.abs(np.fft.rfft(x)).argmax()   # the window's tone, in 1-Hz bins
+    rows, peak = prepare("low")
+    assert rows and 290 <= peak <= 360
+    # Before the fix the folders were not part of what the manifests were built with, so
+    # the 2.5 kHz folder silently reused the 300 Hz negatives.
+    rows, peak = prepare("high")
+    assert rows and 2490 <= peak <= 2560
+
+
 def test_batch_trace_equals_the_streaming_engine():
     torch.manual_seed(0)
     classes = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", UNKNOWN, "_silence_"]

@@ -23,7 +23,10 @@ def _prepare_gsc_layout(root, cfg) -> Path:
                 ood_domains=list(cfg.get("ood_domains") or []),
                 train_domains=list(cfg.train_domains) if cfg.get("train_domains") else None,
                 unknown_ratio=float(cfg.get("unknown_ratio", 1.0)),
-                real_negatives=float(cfg.get("real_negatives", 0.0)))
+                real_negatives=float(cfg.get("real_negatives", 0.0)),
+                # Other folders give other negatives: a change rebuilds the manifests.
+                real_negative_folders=[str(Path(f).resolve()) for f in cfg.get("real_negative_folders") or []]
+                or None)
     marker = out / "protocol.json"
     corpus_meta = Path(root) / "corpus.json"
     stamp = corpus_meta.read_text() if corpus_meta.exists() else ""
@@ -37,10 +40,11 @@ def _prepare_gsc_layout(root, cfg) -> Path:
                        unknown_ratio=want["unknown_ratio"])
     if want["real_negatives"] > 0 and want["task"] == "12":
         from kws_okd.data.negatives import add_real_negatives
-        n = add_real_negatives(out, want["real_negatives"], cfg.get("real_negative_folders"), seed=seed)
+        n = add_real_negatives(out, want["real_negatives"], want["real_negative_folders"], seed=seed)
         info["sets"]["train"] += n
         info["real_negatives_added"] = n
-    info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"])
+    info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"],
+                real_negative_folders=want["real_negative_folders"])
     info["corpus_stamp"] = stamp
     write_json(marker, info)
     return out
