@@ -35,6 +35,7 @@ def folder(tmp_path):
     _wav(d / "tel.wav", _noise(1.0, seed=3, sr=8000), sr=8000)  # resampled to 16 kHz: 1
     _wav(d / "quiet.wav", _noise(1.0, amp=1e-4))              # -80 dBFS: 0
     _wav(d / "yes.wav", _noise(1.0))                          # a GSC word: excluded
+    _wav(d / "pack" / "Yessir.wav", _noise(1.0))              # a hedgewars "yes" line: excluded
     _wav(d / "overdriven.wav", 10 * _noise(1.0), subtype="FLOAT")  # broken: skipped
     (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00 not audio at all")
     (d / "notes.txt").write_text("not audio")
@@ -60,7 +61,7 @@ def test_window_counts_and_shapes(folder, tmp_path):
     assert "corrupt.wav" in msgs and "overdriven.wav" in msgs and "broken encoding" in msgs
     assert train.shape == (1 + 4 + 0 + 2 + 1 + 0, SR) and held.shape == (0, SR)
     assert train.dtype == torch.float32
-    assert info["files"] == 6 and info["files_failed"] == 2 and info["files_excluded"] == 1
+    assert info["files"] == 6 and info["files_failed"] == 2 and info["files_excluded"] == 2
     assert info["windows"] == 8 and info["files_with_windows"] == 4
     assert info["per_folder"]["voices/sub"] == {"files": 1, "windows": 4, "seconds": 2.2}
     assert info["seconds"] == pytest.approx(0.6 + 2.2 + 1.5 + 2.0 + 1.0 + 1.0, abs=0.05)

@@ -89,3 +89,18 @@ def test_recording_is_reused_until_a_line_or_a_setting_changes(voices, tmp_path)
     build_valid_real(out, KEYWORDS_12, root=voices, max_minutes=3 / 60)
     assert wav.stat().st_mtime_ns != second
     assert json.loads(wav.with_suffix(".json").read_text())["lines"] < 5
+
+
+def test_installed_package_names_every_left_out_line():
+    """On the real package (tools/setup_system.sh installs it): each left-out name is a
+    line of every pack (a typo would let a keyword line through), and the rest remain."""
+    from kws_okd.evaluate.voice_lines import HEDGEWARS_VOICES
+    if not HEDGEWARS_VOICES.is_dir():
+        pytest.skip("hedgewars-data not installed")
+    packs = sorted(d for d in HEDGEWARS_VOICES.iterdir() if d.is_dir())
+    assert len(packs) >= 10
+    for pack in packs:
+        stems = {p.stem.lower() for p in pack.glob("*.ogg")}
+        assert {"yessir", "nooo", "enemydown", "comeonthen"} <= stems, pack
+    lines = voice_lines()
+    assert 600 <= len(lines) and not {p.stem.lower() for p in lines} & set(LEFT_OUT)

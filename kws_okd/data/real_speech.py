@@ -241,6 +241,12 @@ KLETTRES_KEYWORD_LIKE = {
     "wow": ("ml/syllab/vau", "uk/syllab/vov"),
 }
 _KEYWORD_LIKE = {p for ps in KLETTRES_KEYWORD_LIKE.values() for p in ps}
+HEDGEWARS_VOICES = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
+# hedgewars-data voice lines (file stems, lowercased, in every pack) named for a command
+# word, which the line says in some wording, or likely to sound like one: never unlabelled
+# or "_unknown_" training audio, and left out of the people-talking recording.
+HEDGEWARS_KEYWORD_LIKE = {"yessir": "yes", "nooo": "no", "enemydown": "down", "comeonthen": "on",
+                          "ooff1": "off", "ooff2": "off", "ooff3": "off", "hurry": "up"}
 # Evaluation-only sources: never training audio, whatever folder is given.
 _RESERVED = (ALSA_DIR, *ASTERISK_DIRS)
 _CACHE_VERSION = 3
@@ -277,8 +283,10 @@ def ktuberling_folders() -> list[Path]:
 
 
 def _excluded(p: Path) -> bool:
-    """GSC-word recordings (by name) and the evaluation-only sources."""
-    if p.stem.lower() in GSC_V2_WORDS or "/".join(p.parts[-3:-1] + (p.stem,)) in _KEYWORD_LIKE:
+    """GSC-word recordings (by name), hedgewars lines named for one, and the evaluation-only sources."""
+    stem = p.stem.lower()
+    if stem in GSC_V2_WORDS or stem in HEDGEWARS_KEYWORD_LIKE \
+            or "/".join(p.parts[-3:-1] + (p.stem,)) in _KEYWORD_LIKE:
         return True
     r = p.resolve()
     return any(r.is_relative_to(d.resolve()) for d in _RESERVED if d.exists())

@@ -8,7 +8,8 @@ Debian's ``hedgewars-data`` ships 839 voice lines of a game, acted by people in 
 packs (about ten in English, the others Spanish, Polish, Russian, Ukrainian): "take
 cover", "leave me alone", "oh dear", laughs and grunts, 15 minutes in all. None of it is
 reserved for evaluation, and nothing trains on it by default (``real_audio.extra_folders``
-can add it; then this recording is no longer unseen).
+can add it, without the lines named for a command word; then this recording is no
+longer unseen).
 
 ``valid_real`` plays them back to back (kws_okd/evaluate/real_recording.py). The lines
 named for a command word (``Yessir``, ``Nooo``, ``Enemydown``, ``Comeonthen``) are left
@@ -26,16 +27,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kws_okd.data.real_speech import HEDGEWARS_KEYWORD_LIKE as LEFT_OUT
+from kws_okd.data.real_speech import HEDGEWARS_VOICES
 from kws_okd.errors import DataError
 from kws_okd.evaluate.real_recording import GAP_S, compose_real_recording, files_key, is_built
 
-HEDGEWARS_VOICES = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
 PACKAGE = "hedgewars-data"
 NAME = "valid_real"
 DOMAIN = "real_hedgewars"
-# Lowercased file stems left out, and why: the command word the line says or may sound like.
-LEFT_OUT = {"yessir": "yes", "nooo": "no", "enemydown": "down", "comeonthen": "on",
-            "ooff1": "off", "ooff2": "off", "ooff3": "off", "hurry": "up"}
 _VERSION = 1   # bump when the composition changes, to rebuild old recordings
 
 
