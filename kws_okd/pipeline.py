@@ -422,32 +422,31 @@ def render_summary(summary, report) -> str:
                       "| method | false alarms fired on | missed keywords |", "|---|---|---|"]
             for m, e in errs.items():
                 lines.append(f"| {m} | {counts(e['false_alarms_by'])} | {counts(e['misses_by'])} |")
-        if any(r.get("kw_frr_sent") for r in summary["methods"].values()):
-            lines += ["", "**Keywords inside sentences** (kws_okd/evaluate/sentences.py): short sentences "
-                      "spoken by voices of the held-out synthesiser families, half with a keyword inside "
-                      "a carrier phrase (\"i said stop again\"), half with none; same engine and stored "
-                      "thresholds as above.", "",
-                      "| method | FRR @ 1 FA/h % | stored thr.: FRR % | FA/h |", "|---|---|---|---|"]
-            for m, r in summary["methods"].items():
-                lines.append(f"| {m} | {ms(r['frr1_sent'])} | {ms(r['kw_frr_sent'])} | {ms(r['kw_fa_sent'], 1.0)} |")
-        if any(r.get("real_fa") is not None for r in summary["methods"].values()):
-            n = next(r["real_events"]["mean"] for r in summary["methods"].values() if r.get("real_events"))
-            lines += ["", "**Real people's sentences** (kws_okd/evaluate/real_prompts.py, evaluation only): "
-                      "Asterisk's English telephone prompts read by one woman, with "
-                      f"{n:g} command words inside them; the rest must not fire. Stored "
-                      "thresholds as above; hits are counted per seed.", "",
-                      "| method | stored thr.: hits (per seed) | FA/h | FRR @ 1 FA/h % |", "|---|---|---|---|"]
-            for m, r in summary["methods"].items():
-                hits = "/".join(str(h) for h in r.get("real_hits_runs", []))
-                lines.append(f"| {m} | {hits} of {n:g} | {ms(r['real_fa'], 1.0)} | {ms(r['frr1_real'])} |")
-        if any(r.get("talk_fa") is not None for r in summary["methods"].values()):
-            lines += ["", "**People talking** (kws_okd/evaluate/voice_lines.py): a game's voice lines acted "
-                      "by people (hedgewars-data: 15 voices, English and four other languages, 19 min), "
-                      "with no command word in them, so every detection is a false alarm. A validation "
-                      "recording that nothing is chosen on by default; stored thresholds as above.", "",
-                      "| method | FA/h |", "|---|---|"]
-            for m, r in summary["methods"].items():
-                lines.append(f"| {m} | {ms(r['talk_fa'], 1.0)} |")
+        methods = summary["methods"]
+
+        def section(key, text, columns, row):
+            """A paragraph and a table of one row per method, when some method has ``key``."""
+            if any(r.get(key) is not None for r in methods.values()):
+                lines.extend(["", text, "", "| method | " + " | ".join(columns) + " |",
+                              "|---" * (len(columns) + 1) + "|"])
+                lines.extend(f"| {m} | " + " | ".join(row(r)) + " |" for m, r in methods.items())
+        section("kw_frr_sent", "**Keywords inside sentences** (kws_okd/evaluate/sentences.py): short sentences "
+                "spoken by voices of the held-out synthesiser families, half with a keyword inside "
+                "a carrier phrase (\"i said stop again\"), half with none; same engine and stored "
+                "thresholds as above.", ["FRR @ 1 FA/h %", "stored thr.: FRR %", "FA/h"],
+                lambda r: [ms(r["frr1_sent"]), ms(r["kw_frr_sent"]), ms(r["kw_fa_sent"], 1.0)])
+        n = next((r["real_events"]["mean"] for r in methods.values() if r.get("real_events")), 0)
+        section("real_fa", "**Real people's sentences** (kws_okd/evaluate/real_prompts.py, evaluation only): "
+                f"Asterisk's English telephone prompts read by one woman, with {n:g} command words inside "
+                "them; the rest must not fire. Stored thresholds as above; hits are counted per seed.",
+                ["stored thr.: hits (per seed)", "FA/h", "FRR @ 1 FA/h %"],
+                lambda r: ["/".join(str(h) for h in r.get("real_hits_runs", [])) + f" of {n:g}",
+                           ms(r["real_fa"], 1.0), ms(r["frr1_real"])])
+        section("talk_fa", "**People talking** (kws_okd/evaluate/voice_lines.py): a game's voice lines acted "
+                "by people (hedgewars-data: 15 voices, English and four other languages, 19 min), "
+                "with no command word in them, so every detection is a false alarm. A validation "
+                "recording that nothing is chosen on by default; stored thresholds as above.",
+                ["FA/h"], lambda r: [ms(r["talk_fa"], 1.0)])
         dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in TEST_RECORDINGS
                          if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
         lines += ["", f"DET curves: {dets}"]
