@@ -28,7 +28,8 @@ from pathlib import Path
 
 from kws_okd.data.real_speech import ASTERISK_DIRS
 from kws_okd.errors import DataError
-from kws_okd.evaluate.real_recording import GAP_S, TOLERANCE_S, compose_real_recording, files_key, is_built
+from kws_okd.evaluate.real_recording import GAP_S, TOLERANCE_S, compose_real_recording, files_key
+from kws_okd.stream.longaudio import is_built
 
 PROMPT_TABLE = Path(__file__).with_name("asterisk_prompts.tsv")
 NAME = "test_real_prompts"

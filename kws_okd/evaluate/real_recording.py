@@ -82,9 +82,3 @@ def files_key(paths) -> str:
     real dev set keys its sources): it changes when a package update changes them."""
     return hashlib.sha1(json.dumps([file_signature(Path(p)) for p in paths]).encode()).hexdigest()[:12]
 
-
-def is_built(wav, settings: dict) -> bool:
-    """Whether ``wav`` is there with a ``.json`` recording the same ``settings``."""
-    wav = Path(wav)
-    info = wav.with_suffix(".json")
-    return wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == settings

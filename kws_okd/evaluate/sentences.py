@@ -17,14 +17,13 @@ score it like any other recording.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from kws_okd.audio.io import write_audio
 from kws_okd.errors import DataError
-from kws_okd.stream.longaudio import speech_span, write_labels
+from kws_okd.stream.longaudio import is_built, speech_span, write_labels
 from kws_okd.utils.atomic import write_json
 
 # Carrier phrases around a keyword: (words before, words after). Generic enough for any
@@ -171,8 +170,7 @@ def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int
                 carriers=hashlib.sha1(repr(TEXTS[texts]).encode()).hexdigest()[:12])
     if voices:
         want["voices"] = [v.name for v in voices]
-    info = wav.with_suffix(".json")
-    if wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == want:
+    if is_built(wav, want):
         return wav
     compose_sentences(families, keywords, wav, minutes=minutes, seed=seed, voices=voices, texts=texts,
                       settings=want)

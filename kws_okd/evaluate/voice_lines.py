@@ -30,7 +30,8 @@ from pathlib import Path
 from kws_okd.data.real_speech import HEDGEWARS_KEYWORD_LIKE as LEFT_OUT
 from kws_okd.data.real_speech import HEDGEWARS_VOICES
 from kws_okd.errors import DataError
-from kws_okd.evaluate.real_recording import GAP_S, compose_real_recording, files_key, is_built
+from kws_okd.evaluate.real_recording import GAP_S, compose_real_recording, files_key
+from kws_okd.stream.longaudio import is_built
 
 PACKAGE = "hedgewars-data"
 NAME = "valid_real"

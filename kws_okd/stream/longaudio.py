@@ -10,6 +10,7 @@ fixed false-alarm rate and the detection latency.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -117,6 +118,14 @@ def compose_long_audio(manifest, out_wav, minutes: float = 10.0, keywords=None, 
 
 def write_labels(path, labels) -> None:
     write_csv(path, labels, LABEL_COLUMNS)
+
+
+def is_built(wav, settings: dict) -> bool:
+    """Whether the recording ``wav`` is there with a ``.json`` that records the same
+    ``settings`` (what its builder compares to reuse it)."""
+    wav = Path(wav)
+    info = wav.with_suffix(".json")
+    return wav.exists() and info.exists() and json.loads(info.read_text()).get("settings") == settings
 
 
 def read_labels(path) -> list[dict]:
