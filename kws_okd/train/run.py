@@ -141,13 +141,12 @@ def train(cfg) -> Path:
     clock = TrainClock()  # training seconds, carried across resumes in checkpoint metadata
     checkpointer = AtomicCheckpointer(exp_dir / "save", recoverables=recoverables, clock=clock)
     role = str(cfg.get("role", "student"))
-    context = build_context(OmegaConf.to_container(cfg.context_speech, resolve=True)
-                            if cfg.get("context_speech") else None, classes, role=role)
-    noise = build_background_noise(OmegaConf.to_container(cfg.background_noise, resolve=True)
-                                   if cfg.get("background_noise") else None, classes,
-                                   corpus_noise_dir(cfg.data), role=role)
-    band = build_band_limit(OmegaConf.to_container(cfg.band_limit, resolve=True) if cfg.get("band_limit") else None,
-                            role=role)
+
+    def entry(name):   # a recipe's augmentation entry as a plain dict, or None when absent
+        return OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) else None
+    context = build_context(entry("context_speech"), classes, role=role)
+    noise = build_background_noise(entry("background_noise"), classes, corpus_noise_dir(cfg.data), role=role)
+    band = build_band_limit(entry("band_limit"), role=role)
     hparams = dict(objective=objective, augment=augment, context=context, noise=noise, band=band,
                    lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
