@@ -46,12 +46,13 @@ def main(argv=None) -> int:
     if missing:
         ap.error(f"no such model file: {missing}")
 
-    from kws_okd.evaluate.long_audio import calibrate, frr_at, score_recording
+    from kws_okd.evaluate.long_audio import calibrate, frr_at, score_at_thresholds, score_recording, trace
     from kws_okd.evaluate.report import evaluate
     from kws_okd.pipeline import (TEST_RECORDINGS, corpus_noise_dir, heldout_real_windows,
                                   long_audio_recordings, prepare_data, real_dev_set, teacher_agreement,
                                   validation_recordings)
     from kws_okd.stream.engine import StreamConfig
+    from kws_okd.stream.longaudio import read_labels
     from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.train.checkpoint import load_model
     from kws_okd.train.config import load_recipe
@@ -79,9 +80,10 @@ def main(argv=None) -> int:
         r = dict(id_acc=row["id_acc"], ood_acc=row["ood_acc"], real_acc=row.get("real_acc"),
                  real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
                  thresholds=thr, **({"agree": agree[name]["agree"]} if name in agree else {}))
-        if "valid_real" in recs:   # people talking: false alarms only
-            pk = score_recording(model, blob["classes"], recs["valid_real"], scfg, thr)["per_keyword"]
-            r["talk_fa"] = pk["fa_per_hour"]
+        if "valid_real" in recs:   # people talking: false alarms only, no sweep
+            talk = recs["valid_real"]
+            r["talk_fa"] = score_at_thresholds(trace(model, blob["classes"], talk, scfg),
+                                               read_labels(Path(talk).with_suffix(".csv")), scfg, thr)["fa_per_hour"]
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]

@@ -123,8 +123,15 @@ def score_trace(traced, labels, config: StreamConfig, thresholds: dict | None = 
     out = dict(minutes=round(dur / 60, 2), n_events=curve[0]["n_events"], curve=curve,
                frr_at={str(r): _frr(operating_point(curve, r)) for r in FA_RATES})
     if thresholds:
-        out["per_keyword"] = at_thresholds(times, scores, labels, keywords, dur, config.refractory_s, thresholds)
+        out["per_keyword"] = score_at_thresholds(traced, labels, config, thresholds)
     return out
+
+
+def score_at_thresholds(traced, labels, config: StreamConfig, thresholds: dict) -> dict:
+    """:func:`at_thresholds` of a recording whose :func:`trace` is ``traced``, without the
+    sweep: all a recording with no keyword in it needs (its false alarms)."""
+    times, scores, keywords, dur = traced
+    return at_thresholds(times, scores, labels, keywords, dur, config.refractory_s, thresholds)
 
 
 def frr_at(scored: dict, fa_per_hour: float = 1.0, unreached=None):
