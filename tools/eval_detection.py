@@ -81,9 +81,9 @@ def main(argv=None) -> int:
                  real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
                  thresholds=thr, **({"agree": agree[name]["agree"]} if name in agree else {}))
         if "valid_real" in recs:   # people talking: false alarms only, no sweep
-            talk = recs["valid_real"]
-            r["talk_fa"] = score_at_thresholds(trace(model, blob["classes"], talk, scfg),
-                                               read_labels(Path(talk).with_suffix(".csv")), scfg, thr)["fa_per_hour"]
+            wav = recs["valid_real"]
+            r["talk_fa"] = score_at_thresholds(trace(model, blob["classes"], wav, scfg),
+                                               read_labels(Path(wav).with_suffix(".csv")), scfg, thr)["fa_per_hour"]
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
