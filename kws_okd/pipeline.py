@@ -20,7 +20,8 @@ from kws_okd.utils.atomic import write_json, write_text
 
 METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
            "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
-           "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real", "talk_fa")
+           "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real", "talk_fa",
+           "kwline_hits", "kwline_events", "kwline_fa")
 
 
 def method_overrides(method: str) -> list[str]:
@@ -62,7 +63,8 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
     ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
     (kws_okd/evaluate/sentences.py); with hedgewars-data installed, ``valid_real``: people
-    talking, where only false alarms are counted (kws_okd/evaluate/voice_lines.py); with
+    talking, where only false alarms are counted, and ``valid_real_keywords``: its lines
+    named for a command word (kws_okd/evaluate/voice_lines.py); with
     asterisk-core-sounds-en-wav installed,
     ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py)."""
     import json
@@ -71,7 +73,7 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     from kws_okd.evaluate.long_audio import build_long_audio
     from kws_okd.evaluate.real_prompts import build_real_prompts
     from kws_okd.evaluate.sentences import build_sentences
-    from kws_okd.evaluate.voice_lines import build_valid_real
+    from kws_okd.evaluate.voice_lines import build_valid_real, build_valid_real_keywords
     from kws_okd.stream.engine import default_keywords
     real_csv = next((v[0] for v in real_dev.values()), None)
     if real_csv is not None:
@@ -93,6 +95,7 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     talk = build_valid_real(out, keywords, max_minutes=whole)
     if talk is not None:
         recs["valid_real"] = talk
+        recs["valid_real_keywords"] = build_valid_real_keywords(out, keywords)
     real = build_real_prompts(out, keywords, max_minutes=whole)
     if real is not None:
         recs["test_real_prompts"] = real
@@ -283,6 +286,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
                                      misses_by=kw["test_clean"]["misses_by"]),
                 **_sentence_metrics(r.get("test_sentences")), **_real_prompt_metrics(r.get("test_real_prompts")),
                 **({"talk_fa": r["valid_real"]["per_keyword"]["fa_per_hour"]} if "valid_real" in r else {}),
+                **_keyword_line_metrics(r.get("valid_real_keywords")),
                 long_audio={rec: r[rec]["frr_at"] for rec in TEST_RECORDINGS if rec in r})
     write_json(out / "report.json", report)
     from kws_okd.evaluate.curves import plot_curves
@@ -321,6 +325,14 @@ def _real_prompt_metrics(r: dict | None) -> dict:
                 frr1_real=frr_at(r, 1.0, unreached=1.0))
 
 
+def _keyword_line_metrics(r: dict | None) -> dict:
+    """The report fields of people saying command words in a game's lines (none without it)."""
+    if not r:
+        return {}
+    pk = r["per_keyword"]
+    return dict(kwline_hits=pk["hits"], kwline_events=pk["n_events"], kwline_fa=pk["fa_per_hour"])
+
+
 def _sentence_metrics(r: dict | None) -> dict:
     """The report fields of the keywords-inside-sentences recording (none without it)."""
     if not r:
@@ -340,8 +352,9 @@ def summarize(report, student, methods, seeds) -> dict:
             row[key] = None if ms is None else dict(mean=ms[0], std=ms[1], n=len(vals))
         row["params"] = runs[0]["params"]
         row["steps"] = runs[0].get("steps")
-        if any(r.get("real_hits") is not None for r in runs):
-            row["real_hits_runs"] = [r.get("real_hits") for r in runs]
+        for key in ("real_hits", "kwline_hits"):   # counts of events: shown per seed
+            if any(r.get(key) is not None for r in runs):
+                row[f"{key}_runs"] = [r.get(key) for r in runs]
         errors = [r["kw_errors_clean"] for r in runs if r.get("kw_errors_clean")]
         if errors:   # counts summed over seeds
             row["kw_errors_clean"] = {k: sum_counts(e[k] for e in errors) for k in errors[0]}
@@ -448,6 +461,14 @@ def render_summary(summary, report) -> str:
                 "with no command word in them, so every detection is a false alarm. A validation "
                 "recording that nothing is chosen on by default; stored thresholds as above.",
                 ["FA/h"], lambda r: [ms(r["talk_fa"], 1.0)])
+        n = next((r["kwline_events"]["mean"] for r in methods.values() if r.get("kwline_events")), 0)
+        section("kwline_hits", "**People saying command words** (kws_okd/evaluate/voice_lines.py): the same "
+                f"game's {n:g} lines named for one (\"yes sir\", \"nooo\", \"enemy down\", \"come on "
+                "then\"; the packs in other languages say them in their own words). A validation recording "
+                "that nothing is chosen on by default; stored thresholds as above, hits per seed.",
+                ["stored thr.: hits (per seed)", "FA/h"],
+                lambda r: ["/".join(str(h) for h in r.get("kwline_hits_runs", [])) + f" of {n:g}",
+                           ms(r["kwline_fa"], 1.0)])
         dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in TEST_RECORDINGS
                          if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
         lines += ["", f"DET curves: {dets}"]

@@ -104,3 +104,17 @@ def test_12_class_task_maps_extra_words_to_unknown_and_35_drops_them(tiny_corpus
     ids = {r["ID"].split("/")[0] for r in train if r["word"] == UNKNOWN}
     assert ids <= set(GSC_V2_WORDS + EXTRA_UNKNOWN_WORDS) - {"yes", "no", "up", "down", "left", "right",
                                                               "on", "off", "stop", "go"}
+
+
+def test_the_training_families_of_a_data_config_speak_the_extra_words():
+    from omegaconf import OmegaConf
+
+    from kws_okd.data.sources import synth_spec
+    cfg = OmegaConf.load(os.path.join(os.path.dirname(__file__), "..", "recipes/kws/data/synth.yaml"))
+    # The recipe's default is the corpus the spec's own defaults describe (same build, same cache).
+    assert synth_spec(cfg).digest() == CorpusSpec.sized("default").digest()
+    cfg.families = ["espeak", "piper", "flite"]
+    cfg.train_domains = ["espeak", "piper"]
+    spec = synth_spec(cfg)
+    assert spec.words_of("piper") == spec.all_words and spec.words_of("flite") == tuple(GSC_V2_WORDS)
+    assert spec.digest() != CorpusSpec.sized("default").digest()

@@ -78,6 +78,12 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
         # Nothing is chosen on it: it is scored at the stored thresholds, false alarms only.
         assert "voice lines" not in blob["stream"]["chosen_on"] and r["talk_fa"] >= 0
         assert "valid_real" not in r["long_audio"] and "People talking" in text
+        # People saying command words in the same game's lines: all 60, scored for hits.
+        kl = json.loads(next(tmp_path.rglob("long_audio/valid_real_keywords.json")).read_text())
+        assert kl["n_keywords"] == kl["lines"] == r["kwline_events"] == 60
+        assert 0 <= r["kwline_hits"] <= 60 and r["kwline_fa"] >= 0
+        assert summary["methods"]["okd_real"]["kwline_hits_runs"] == [r["kwline_hits"]]
+        assert "People saying command words" in text and f"{r['kwline_hits']} of 60" in text
     if real:   # real people's sentences: cut to 3x the recordings' 0.5 min here, scored like the rest
         rp = json.loads(next(tmp_path.rglob("long_audio/test_real_prompts.json")).read_text())
         assert rp["minutes"] <= 1.5 + 1 / 60 and rp["prompts"] > 5

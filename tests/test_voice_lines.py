@@ -10,7 +10,8 @@ import soundfile as sf
 
 from kws_okd.data.words import KEYWORDS_12
 from kws_okd.errors import DataError
-from kws_okd.evaluate.voice_lines import LEFT_OUT, build_valid_real, voice_lines
+from kws_okd.evaluate.voice_lines import (KEYWORD_LINES, LEFT_OUT, build_valid_real, build_valid_real_keywords,
+                                          voice_lines)
 from kws_okd.stream.longaudio import read_labels
 
 SR = 44100
@@ -104,3 +105,33 @@ def test_installed_package_names_every_left_out_line():
         assert {"yessir", "nooo", "enemydown", "comeonthen"} <= stems, pack
     lines = voice_lines()
     assert 600 <= len(lines) and not {p.stem.lower() for p in lines} & set(LEFT_OUT)
+
+
+def test_keyword_lines_recording_holds_one_event_per_line(voices, tmp_path):
+    wav = build_valid_real_keywords(tmp_path / "out", KEYWORDS_12, root=voices)
+    assert wav.name == "valid_real_keywords.wav"
+    labels = read_labels(wav.with_suffix(".csv"))
+    events = sorted((lb["source"], lb["word"]) for lb in labels if lb["kind"] == "keyword")
+    # Yessir and Nooo of both packs; the other lines and the left-out Ooff2 / Hurry are not in it.
+    assert events == [("hedgewars/Default/Nooo", "no"), ("hedgewars/Default/Yessir", "yes"),
+                      ("hedgewars/Pirate/Nooo", "no"), ("hedgewars/Pirate/Yessir", "yes")]
+    fillers = [lb for lb in labels if lb["kind"] == "filler"]
+    assert len(fillers) == 4
+    for f in fillers:   # the event spans the line's speech (the 0.6 s tone): tolerance 1.5 s either side
+        ev = next(lb for lb in labels if lb["kind"] == "keyword" and lb["source"] == f["source"])
+        assert (ev["start_s"], ev["end_s"]) == (f["start_s"], f["end_s"])
+        assert round(f["end_s"] - f["start_s"], 1) == 0.6
+    x, sr = sf.read(wav)   # 4 one-second lines, 4 pauses of 1-2 s, 1 s of tail
+    assert 4 + 4 * 1.0 + 1 <= len(x) / sr <= 4 + 4 * 2.0 + 1 + 0.01
+    info = json.loads(wav.with_suffix(".json").read_text())
+    assert info["lines"] == 4 and info["n_keywords"] == 4
+    first = wav.stat().st_mtime_ns
+    assert build_valid_real_keywords(tmp_path / "out", KEYWORDS_12, root=voices).stat().st_mtime_ns == first
+    assert build_valid_real_keywords(tmp_path / "out", KEYWORDS_12, root=tmp_path / "nowhere") is None
+
+
+def test_keyword_lines_name_command_words_and_are_never_trained_on():
+    from kws_okd.data.real_speech import HEDGEWARS_KEYWORD_LIKE
+    assert {w for w, _ in KEYWORD_LINES.values()} <= set(KEYWORDS_12)
+    assert all(HEDGEWARS_KEYWORD_LIKE[stem] == w for stem, (w, _) in KEYWORD_LINES.items())
+    assert all(0 <= place <= 1 for _, place in KEYWORD_LINES.values())

