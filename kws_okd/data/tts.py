@@ -433,7 +433,6 @@ class Piper(Engine):
     build is the same on every machine, and the variety comes from the voices' rate and
     pitch and the corpus's speaker perturbation instead."""
     family = "piper"
-    binary = "piper"
     param_keys = ("pitch", "stretch", "voice")
     PITCH_FACTOR = (0.85, 1.18)
 
