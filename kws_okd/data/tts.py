@@ -330,10 +330,15 @@ class Festival(Engine):
         if _festival_kind(voice.get("voice")) != "hts":
             return read_audio(path, sample_rate, warn=False)
         sr = sf.info(path).samplerate
-        x = read_audio(path, sr, warn=False)
-        y = speed(x, self._hts_factor(voice))  # replay faster/slower: pitch * factor
-        y = y * (np.abs(x).max() / (np.abs(y).max() or 1.0))
-        return np.ascontiguousarray(resample(y, sr, sample_rate), dtype=np.float32)
+        return _replay(read_audio(path, sr, warn=False), self._hts_factor(voice), sr, sample_rate)
+
+
+def _replay(x: np.ndarray, factor: float, sr: int, sample_rate: int) -> np.ndarray:
+    """``x`` (at ``sr``) replayed ``factor`` times faster, so pitch and formants move
+    together like a smaller or larger speaker, at its old peak level, at ``sample_rate``."""
+    y = speed(x, factor)
+    y = y * (np.abs(x).max() / (np.abs(y).max() or 1.0))
+    return np.ascontiguousarray(resample(y, sr, sample_rate), dtype=np.float32)
 
 
 def _festival_voice_function(name: str) -> str:
@@ -495,11 +500,7 @@ class Piper(Engine):
         chunks = [c.audio_float_array for c in model.synthesize(text, conf)]
         if not chunks:
             raise RuntimeError(f"piper produced no audio for {voice.name} {text!r}")
-        x = np.concatenate(chunks).astype(np.float32)
-        sr = model.config.sample_rate
-        y = speed(x, factor)
-        y = y * (np.abs(x).max() / (np.abs(y).max() or 1.0))
-        return np.ascontiguousarray(resample(y, sr, sample_rate), dtype=np.float32)
+        return _replay(np.concatenate(chunks).astype(np.float32), factor, model.config.sample_rate, sample_rate)
 
 
 def voice_from_name(name: str) -> Voice:
