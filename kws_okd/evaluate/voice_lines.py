@@ -75,19 +75,9 @@ def build_valid_real(out_dir, keywords, seed: int = 0, root=None, name: str = NA
     root = Path(root) if root else HEDGEWARS_VOICES
     if not root.is_dir():
         return None
-    lines = voice_lines(root)
-    out_dir = Path(out_dir)
-    wav = out_dir / f"{name}.wav"
-    want = dict(version=_VERSION, seed=seed, keywords=list(keywords), root=str(root), gap_s=list(GAP_S),
-                left_out=sorted(LEFT_OUT), max_minutes=max_minutes, files=files_key(lines))
-    if is_built(wav, want):
-        return wav
-    out_dir.mkdir(parents=True, exist_ok=True)
-    items = [(f"hedgewars/{p.parent.name}/{p.stem}", p, ()) for p in lines]
-    compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, max_minutes=max_minutes, settings=want,
-                           count_name="lines",
-                           info=dict(root=str(root)))
-    return wav
+    return _build(out_dir, name, root, voice_lines(root), lambda stem: (), keywords, seed,
+                  dict(gap_s=list(GAP_S), left_out=sorted(LEFT_OUT), max_minutes=max_minutes),
+                  max_minutes=max_minutes)
 
 
 def build_valid_real_keywords(out_dir, keywords, seed: int = 0, root=None,
@@ -98,16 +88,23 @@ def build_valid_real_keywords(out_dir, keywords, seed: int = 0, root=None,
     root = Path(root) if root else HEDGEWARS_VOICES
     if not root.is_dir():
         return None
-    lines = voice_lines(root, keep=lambda stem: stem in KEYWORD_LINES)
+    return _build(out_dir, name, root, voice_lines(root, keep=lambda stem: stem in KEYWORD_LINES),
+                  lambda stem: (KEYWORD_LINES[stem],), keywords, seed,
+                  dict(gap_s=list(KEYWORD_GAP_S), lines={k: list(v) for k, v in KEYWORD_LINES.items()}),
+                  gap_s=KEYWORD_GAP_S)
+
+
+def _build(out_dir, name, root, lines, words_of, keywords, seed, settings: dict, **compose) -> Path:
+    """``<name>.wav`` of ``lines`` (``words_of(stem)``: the command words a line says),
+    reused when built before with the same ``settings``, seed, keywords and files."""
     out_dir = Path(out_dir)
     wav = out_dir / f"{name}.wav"
-    want = dict(version=_VERSION, seed=seed, keywords=list(keywords), root=str(root),
-                gap_s=list(KEYWORD_GAP_S), lines={k: list(v) for k, v in KEYWORD_LINES.items()},
+    want = dict(version=_VERSION, seed=seed, keywords=list(keywords), root=str(root), **settings,
                 files=files_key(lines))
     if is_built(wav, want):
         return wav
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = [(f"hedgewars/{p.parent.name}/{p.stem}", p, (KEYWORD_LINES[p.stem.lower()],)) for p in lines]
-    compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, gap_s=KEYWORD_GAP_S, settings=want,
-                           count_name="lines", info=dict(root=str(root)))
+    items = [(f"hedgewars/{p.parent.name}/{p.stem}", p, words_of(p.stem.lower())) for p in lines]
+    compose_real_recording(items, keywords, wav, DOMAIN, seed=seed, settings=want, count_name="lines",
+                           info=dict(root=str(root)), **compose)
     return wav
