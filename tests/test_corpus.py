@@ -10,11 +10,11 @@ from kws_okd.data.words import EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS
 from tests.conftest import corpus_digest
 
 
-def test_default_spec_has_all_35_words_extra_unknown_words_and_five_families():
+def test_default_spec_has_all_35_words_extra_unknown_words_and_six_families():
     spec = CorpusSpec.sized("default")
     assert len(spec.words) == 35 and set(spec.words) == set(GSC_V2_WORDS)
     assert set(spec.all_words) == set(GSC_V2_WORDS) | set(EXTRA_UNKNOWN_WORDS)
-    assert set(spec.families) == {"espeak", "espeak_accent", "festival", "espeak_klatt", "flite"}
+    assert set(spec.families) == {"espeak", "espeak_accent", "festival", "piper", "espeak_klatt", "flite"}
     assert spec.takes_of("yes") == 3 and spec.takes_of("bed") == 1 and spec.takes_of("hello") == 1
 
 

@@ -32,14 +32,14 @@ SIZES = {
 
 @dataclass
 class CorpusSpec:
-    families: tuple = ("espeak", "espeak_accent", "festival", "espeak_klatt", "flite")
+    families: tuple = ("espeak", "espeak_accent", "festival", "piper", "espeak_klatt", "flite")
     words: tuple = GSC_V2_WORDS
     # Spoken by every voice too, so that the 12-class ``_unknown_`` covers ordinary
     # speech; the 35-class task ignores them.
     extra_words: tuple = EXTRA_UNKNOWN_WORDS
     # ... by the voices of these families (the training ones: the held-out families'
     # _unknown_ test clips are the other GSC words; None = every family).
-    extra_word_families: tuple | None = ("espeak", "espeak_accent", "festival")
+    extra_word_families: tuple | None = ("espeak", "espeak_accent", "festival", "piper")
     speakers_per_family: int = 40
     takes: int = 1
     keyword_takes: int = 3          # takes of the ten command words (the 12-class task)
