@@ -33,6 +33,26 @@ def test_real_negatives_join_train_as_unknown(tiny_corpus, tmp_path):
     assert "real_speech" not in {r["domain"] for r in read_manifest(tmp_path / "valid.csv")}
 
 
+def test_a_run_can_leave_the_real_windows_out_of_its_training_set(tiny_corpus, tmp_path):
+    from kws_okd.data.manifest import manifest_without_domains, write_manifest
+    gsc.prepare(tiny_corpus, tmp_path, task="12")
+    train = tmp_path / "train.csv"
+    synthetic = read_manifest(train)
+    add_real_negatives(tmp_path, 1.0, windows=torch.rand(200, 16000) - 0.5, seed=0)
+    assert manifest_without_domains(train, []) == train
+    out = manifest_without_domains(train, ["real_speech"])
+    assert out.name == "train.without-real_speech.csv"
+    assert read_manifest(out) == synthetic   # the same rows in the same order
+    # Rewritten when its source changes, not before.
+    stamp = out.stat().st_mtime_ns
+    assert manifest_without_domains(train, ("real_speech",)) == out and out.stat().st_mtime_ns == stamp
+    write_manifest(train, read_manifest(train)[1:])
+    assert read_manifest(manifest_without_domains(train, ["real_speech"])) == synthetic[1:]
+    domains = sorted({r["domain"] for r in synthetic} | {"real_speech"})
+    with pytest.raises(DataError, match=r"train\.csv: no rows left without the domains"):
+        manifest_without_domains(train, domains)
+
+
 def test_real_negatives_need_an_unknown_class(tiny_corpus, tmp_path):
     gsc.prepare(tiny_corpus, tmp_path, task="35")
     with pytest.raises(DataError, match="_unknown_ class"):

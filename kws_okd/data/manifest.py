@@ -41,3 +41,22 @@ def read_classes(path) -> list[str]:
     if not classes:
         raise DataError(f"{path}: class list is empty")
     return classes
+
+
+def manifest_without_domains(path, domains) -> Path:
+    """A copy of the manifest ``path`` without the rows of ``domains`` (e.g. the teacher's
+    training set without the real-speech ``_unknown_`` windows the students keep), written
+    once beside it as ``<stem>.without-<domains>.csv``; ``path`` itself when ``domains``
+    is empty. The copy is rewritten whenever it no longer matches its source."""
+    path = Path(path)
+    domains = sorted(set(domains))
+    if not domains:
+        return path
+    rows = read_manifest(path)
+    kept = [r for r in rows if r["domain"] not in domains]
+    if not kept:
+        raise DataError(f"{path}: no rows left without the domains {domains}")
+    out = path.with_name(f"{path.stem}.without-{'+'.join(domains)}.csv")
+    if not out.exists() or read_manifest(out) != kept:
+        write_manifest(out, kept)
+    return out

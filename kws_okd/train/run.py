@@ -19,7 +19,7 @@ from kws_okd.augment import build_augmentation
 from kws_okd.augment.background import build_background_noise
 from kws_okd.augment.band import build_band_limit
 from kws_okd.augment.context import build_context
-from kws_okd.data.manifest import read_classes
+from kws_okd.data.manifest import manifest_without_domains, read_classes
 from kws_okd.data.registry import corpus_noise_dir, load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
@@ -92,7 +92,11 @@ def train(cfg) -> Path:
     run_on_main(prepare_data, args=[cfg.data], kwargs={"progress": cfg.progress})
     manifest_dir = prepare_data(cfg.data, progress=False)
     classes = read_classes(manifest_dir / "classes.txt")
-    train_set = load_dataset(manifest_dir / "train.csv", progress=cfg.progress)
+    # A run may leave domains out of its training set (the teacher's real-speech windows).
+    without = list(cfg.get("train_without_domains") or [])
+    run_on_main(manifest_without_domains, args=[manifest_dir / "train.csv", without])
+    train_csv = manifest_without_domains(manifest_dir / "train.csv", without)
+    train_set = load_dataset(train_csv, progress=cfg.progress)
     valid_set = load_dataset(manifest_dir / "valid.csv", progress=cfg.progress)
     batch = int(cfg.batch_size)
     # Own generators: a DataLoader without one draws its worker seed from the global RNG
