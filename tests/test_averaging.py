@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from kws_okd.distill.averaging import ExponentialMean, LossValley, RunningMean, find_valley, recompute_bn
-from kws_okd.models import build_model
 from kws_okd.train import averaging as cb_averaging  # noqa: F401  (registers the callbacks)
 from kws_okd.train.callbacks import Callback, build_callback, register_callback
 from kws_okd.train.checkpoint import load_model

@@ -5,7 +5,7 @@ import torch
 import kws_okd.augment.image  # noqa: F401  (registration)
 import kws_okd.models.image  # noqa: F401
 from kws_okd.augment import build_augmentation
-from kws_okd.augment.image import FGSM, CutMix, Fusion, Jigsaw, PixelNoise, bind_models, box_mask
+from kws_okd.augment.image import CutMix, Fusion, Jigsaw, PixelNoise, bind_models, box_mask
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model
 

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -44,7 +43,7 @@ def test_a_few_steps_lower_the_loss(manifests, method):
 
 
 def overrides(tiny_corpus, tmp_path, *extra):
-    return [f"data=gsc", f"data.root={tiny_corpus}", "data.task=35", "data.ood_domains=[flite]",
+    return ["data=gsc", f"data.root={tiny_corpus}", "data.task=35", "data.ood_domains=[flite]",
             f"data.manifest_dir={tmp_path}/manifests", f"results_dir={tmp_path}/results",
             "epochs=1", "batch_size=32", "progress=false", *extra]
 

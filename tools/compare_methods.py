@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     conditions = sorted({k[len("suite:"):] for r in runs.values() for k in r.scores if k.startswith("suite:")},
                         key=lambda c: (c != "clean", c))
     if conditions:
-        text += (f"\nShifted suite per condition (accuracy %, mean ± std over seeds; teacher: "
+        text += ("\nShifted suite per condition (accuracy %, mean ± std over seeds; teacher: "
                  + ", ".join(f"{c} {100 * teacher[f'suite:{c}']:.1f}" for c in conditions) + "):\n\n"
                  + render_conditions(runs, conditions, LABELS))
     text += "\n![accuracy per method](compare.png)\n"

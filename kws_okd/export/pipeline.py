@@ -209,7 +209,7 @@ def render_card(c) -> str:
     lines += ["", "## Numerical checks (max abs difference)", ""]
     lines += [f"- {k}: {v:.3g}" for k, v in c["checks"].items()]
     st = c["streaming"]
-    lines.append(f"- streaming export: " + (f"posteriors within {st['posterior_max_abs_diff']:.3g} of PyTorch "
+    lines.append("- streaming export: " + (f"posteriors within {st['posterior_max_abs_diff']:.3g} of PyTorch "
                                             f"over {st['windows_checked']} windows" if st["available"] else st["why"]))
     if "int8" in c:
         q = c["int8"]

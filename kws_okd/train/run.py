@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import speechbrain as sb
 import torch
 from omegaconf import OmegaConf
 from speechbrain.utils.distributed import if_main_process, run_on_main
