@@ -84,6 +84,8 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
         assert 0 <= r["kwline_hits"] <= 60 and r["kwline_fa"] >= 0
         assert summary["methods"]["okd_real"]["kwline_hits_runs"] == [r["kwline_hits"]]
         assert "People saying command words" in text and f"{r['kwline_hits']} of 60" in text
+        assert 0 <= r["kwline_top"] <= 60 and summary["methods"]["okd_real"]["kwline_top_runs"] == [r["kwline_top"]]
+        assert f" | {r['kwline_top']} of 60 |" in text   # the last column: no thresholds
     if real:   # real people's sentences: cut to 3x the recordings' 0.5 min here, scored like the rest
         rp = json.loads(next(tmp_path.rglob("long_audio/test_real_prompts.json")).read_text())
         assert rp["minutes"] <= 1.5 + 1 / 60 and rp["prompts"] > 5

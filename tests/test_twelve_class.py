@@ -53,6 +53,20 @@ def test_a_run_can_leave_the_real_windows_out_of_its_training_set(tiny_corpus, t
         manifest_without_domains(train, domains)
 
 
+def test_top_keyword_counts_events_whose_own_word_scores_highest():
+    from kws_okd.evaluate.long_audio import top_keyword
+    times = np.arange(0.0, 10.0, 0.5)
+    scores = np.zeros((len(times), 2), np.float32)
+    scores[times == 1.5] = [0.3, 0.1]   # "yes" (1.0-1.2 s): yes is highest in its span
+    scores[times == 3.5] = [0.6, 0.2]   # "no" (3.0-3.2 s): yes scores higher there
+    scores[times == 4.0] = [0.0, 0.9]   # past "no"'s span widened to end + 0.75 s: not counted
+    labels = [dict(word="yes", start_s=1.0, end_s=1.2), dict(word="ok", start_s=2.0, end_s=2.5),
+              dict(word="no", start_s=3.0, end_s=3.2), dict(word="no", start_s=20.0, end_s=20.4)]
+    out = top_keyword(times, scores, labels, ["yes", "no"])
+    # The last "no" has no window in its span: its score counts as 0 and it is not on top.
+    assert out == dict(top=1, n_events=3, own_max=pytest.approx((0.3 + 0.2 + 0.0) / 3))
+
+
 def test_real_negatives_need_an_unknown_class(tiny_corpus, tmp_path):
     gsc.prepare(tiny_corpus, tmp_path, task="35")
     with pytest.raises(DataError, match="_unknown_ class"):

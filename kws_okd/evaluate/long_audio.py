@@ -99,6 +99,26 @@ def at_thresholds(times, scores, labels, keywords, duration_s, refractory_s, thr
                 false_alarms_by=m["false_alarms_by"], misses_by=m["misses_by"])
 
 
+def top_keyword(times, scores, labels, keywords, early_s: float = 0.1, late_s: float = 0.75) -> dict:
+    """A measure without thresholds, for recordings where almost nothing reaches one (people
+    saying command words): over each keyword event's span (widened as :func:`match` widens
+    it for a hit), each keyword's highest score; ``top`` counts the events whose own keyword
+    has the highest of them, ``own_max`` is the mean of the own keyword's highest score."""
+    top, own = 0, []
+    for lb in labels:
+        if lb["word"] not in keywords:
+            continue
+        span = (times >= lb["start_s"] - early_s) & (times <= lb["end_s"] + late_s)
+        if not span.any():
+            own.append(0.0)
+            continue
+        best = scores[span].max(0)
+        k = list(keywords).index(lb["word"])
+        top += int(best.argmax()) == k
+        own.append(float(best[k]))
+    return dict(top=top, n_events=len(own), own_max=float(np.mean(own)) if own else None)
+
+
 def trace(model, classes, wav, config: StreamConfig):
     """The recorded score trace of ``wav``: through the streaming engine when ``model`` is a
     fast streaming model (kws_okd/stream/fast.py: the default of ``kws-okd stream``, several
@@ -124,6 +144,8 @@ def score_trace(traced, labels, config: StreamConfig, thresholds: dict | None = 
                frr_at={str(r): _frr(operating_point(curve, r)) for r in FA_RATES})
     if thresholds:
         out["per_keyword"] = score_at_thresholds(traced, labels, config, thresholds)
+    if out["n_events"]:
+        out["top_keyword"] = top_keyword(times, scores, labels, keywords)
     return out
 
 
