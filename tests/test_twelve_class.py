@@ -38,6 +38,7 @@ def test_a_run_can_leave_the_real_windows_out_of_its_training_set(tiny_corpus, t
     gsc.prepare(tiny_corpus, tmp_path, task="12")
     train = tmp_path / "train.csv"
     synthetic = read_manifest(train)
+    assert manifest_without_domains(train, ["real_speech"]) == train   # nothing to leave out yet
     add_real_negatives(tmp_path, 1.0, windows=torch.rand(200, 16000) - 0.5, seed=0)
     assert manifest_without_domains(train, []) == train
     out = manifest_without_domains(train, ["real_speech"])

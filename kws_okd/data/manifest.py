@@ -46,14 +46,16 @@ def read_classes(path) -> list[str]:
 def manifest_without_domains(path, domains) -> Path:
     """A copy of the manifest ``path`` without the rows of ``domains`` (e.g. the teacher's
     training set without the real-speech ``_unknown_`` windows the students keep), written
-    once beside it as ``<stem>.without-<domains>.csv``; ``path`` itself when ``domains``
-    is empty. The copy is rewritten whenever it no longer matches its source."""
+    once beside it as ``<stem>.without-<domains>.csv``; ``path`` itself when that leaves
+    out no row. The copy is rewritten whenever it no longer matches its source."""
     path = Path(path)
     domains = sorted(set(domains))
     if not domains:
         return path
     rows = read_manifest(path)
     kept = [r for r in rows if r["domain"] not in domains]
+    if len(kept) == len(rows):
+        return path
     if not kept:
         raise DataError(f"{path}: no rows left without the domains {domains}")
     out = path.with_name(f"{path.stem}.without-{'+'.join(domains)}.csv")
