@@ -12,6 +12,17 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert set(report["models"]) == {"teacher", "teacher-resnet", "bcresnet1-erm/seed0",
                                      "bcresnet1-okd_real/seed0"}
     assert report["models"]["teacher"]["method"] == "erm"
+    # The teacher trains without the real-speech _unknown_ windows; the students keep them.
+    from pathlib import Path
+
+    from kws_okd.data.manifest import read_manifest
+    (without,) = tmp_path.rglob("train.without-real_speech.csv")
+    full = read_manifest(without.with_name("train.csv"))
+    assert [r for r in full if r["domain"] != "real_speech"] == read_manifest(without) != full
+    config = Path(report["models"]["teacher"]["path"]).with_name("config.yaml").read_text()
+    assert "train_without_domains:\n- real_speech\n" in config
+    config = Path(report["models"]["bcresnet1-okd_real/seed0"]["path"]).with_name("config.yaml").read_text()
+    assert "train_without_domains: []\n" in config
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "okd_real"}
     assert summary["methods"]["okd_real"]["ood_acc"]["n"] == 1
