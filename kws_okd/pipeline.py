@@ -445,6 +445,10 @@ def render_summary(summary, report) -> str:
                 lines.extend(["", text, "", "| method | " + " | ".join(columns) + " |",
                               "|---" * (len(columns) + 1) + "|"])
                 lines.extend(f"| {m} | " + " | ".join(row(r)) + " |" for m, r in methods.items())
+
+        def per_seed(r, key, n):
+            """A count of events per seed, e.g. ``1/0/2 of 23``."""
+            return "/".join(str(h) for h in r.get(f"{key}_runs", [])) + f" of {n:g}"
         section("kw_frr_sent", "**Keywords inside sentences** (kws_okd/evaluate/sentences.py): short sentences "
                 "spoken by voices of the held-out synthesiser families, half with a keyword inside "
                 "a carrier phrase (\"i said stop again\"), half with none; same engine and stored "
@@ -455,7 +459,7 @@ def render_summary(summary, report) -> str:
                 f"Asterisk's English telephone prompts read by one woman, with {n:g} command words inside "
                 "them; the rest must not fire. Stored thresholds as above; hits are counted per seed.",
                 ["stored thr.: hits (per seed)", "FA/h", "FRR @ 1 FA/h %"],
-                lambda r: ["/".join(str(h) for h in r.get("real_hits_runs", [])) + f" of {n:g}",
+                lambda r: [per_seed(r, "real_hits", n),
                            ms(r["real_fa"], 1.0), ms(r["frr1_real"])])
         section("talk_fa", "**People talking** (kws_okd/evaluate/voice_lines.py): a game's voice lines acted "
                 "by people (hedgewars-data: 15 voices, English and four other languages, 19 min), "
@@ -470,9 +474,9 @@ def render_summary(summary, report) -> str:
                 "thresholds: the lines whose own command word scores highest of the ten over the line "
                 "(kws_okd/evaluate/long_audio.py, `top_keyword`), per seed.",
                 ["stored thr.: hits (per seed)", "FA/h", "no thresholds: keyword highest (per seed)"],
-                lambda r: ["/".join(str(h) for h in r.get("kwline_hits_runs", [])) + f" of {n:g}",
+                lambda r: [per_seed(r, "kwline_hits", n),
                            ms(r["kwline_fa"], 1.0),
-                           "/".join(str(h) for h in r.get("kwline_top_runs", [])) + f" of {n:g}"])
+                           per_seed(r, "kwline_top", n)])
         dets = ", ".join(f"[det_{k}.png](det_{k}.png)" for k in TEST_RECORDINGS
                          if any(k in (r.get("long_audio") or {}) for r in report["models"].values()))
         lines += ["", f"DET curves: {dets}"]

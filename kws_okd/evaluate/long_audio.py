@@ -31,7 +31,7 @@ from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest, write_manifest
 from kws_okd.data.words import SILENCE, UNKNOWN
 from kws_okd.stream.engine import StreamConfig, default_keywords, detect_trace
-from kws_okd.stream.longaudio import (compose_long_audio, match, operating_point, read_labels,
+from kws_okd.stream.longaudio import (EARLY_S, LATE_S, compose_long_audio, match, operating_point, read_labels,
                                       sweep)
 from kws_okd.utils.atomic import write_json
 
@@ -99,7 +99,7 @@ def at_thresholds(times, scores, labels, keywords, duration_s, refractory_s, thr
                 false_alarms_by=m["false_alarms_by"], misses_by=m["misses_by"])
 
 
-def top_keyword(times, scores, labels, keywords, early_s: float = 0.1, late_s: float = 0.75) -> dict:
+def top_keyword(times, scores, labels, keywords, early_s: float = EARLY_S, late_s: float = LATE_S) -> dict:
     """A measure without thresholds, for recordings where almost nothing reaches one (people
     saying command words): over each keyword event's span (widened as :func:`match` widens
     it for a hit), each keyword's highest score; ``top`` counts the events whose own keyword

@@ -149,8 +149,13 @@ def label_domain(label: dict) -> str:
     return str(label.get("domain") or str(label.get("source", "?")).split("/", 1)[0])
 
 
-def match(detections: list[Detection], labels: list[dict], keywords, early_s: float = 0.1,
-          late_s: float = 0.75) -> dict:
+# A detection counts for a keyword event from this long before its start to this long after
+# its end (also the span kws_okd.evaluate.long_audio.top_keyword scores).
+EARLY_S, LATE_S = 0.1, 0.75
+
+
+def match(detections: list[Detection], labels: list[dict], keywords, early_s: float = EARLY_S,
+          late_s: float = LATE_S) -> dict:
     """A detection hits an unmatched occurrence of the same keyword when it fires between
     ``early_s`` before its start and ``late_s`` after its end; every other detection
     (wrong word, filler, noise, a second firing) is a false alarm.
