@@ -113,3 +113,64 @@ def test_fraction_sets_the_size_of_the_ood_batch():
         assert any(torch.equal(o[:half], c[:half]) or torch.equal(o[half:], c[half:]) for c in x)
     with pytest.raises(ConfigError, match="fraction"):
         RealAudio(fraction=0.0, windows=pool)
+
+
+def test_fold_into_moves_the_folded_classes_probability_onto_the_reject_class():
+    from kws_okd.distill.losses import fold_into
+    t = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.5, 0.5, 0.5, 0.5]])
+    folded = fold_into(t, torch.tensor([True, False]), into=2, keep=[3], temperature=4.0)
+    p, q = (t / 4).softmax(-1), (folded / 4).softmax(-1)
+    # Row 0: classes 0 and 1 go into 2; 3 is kept; by hand 0.3499 + 0.2725 + 0.2122 = 0.8346.
+    torch.testing.assert_close(q[0], torch.tensor([0.0, 0.0, p[0, :3].sum(), p[0, 3]]), atol=1e-6, rtol=0)
+    assert abs(float(q[0, 2]) - 0.8346) < 1e-3
+    assert torch.equal(folded[1], t[1])                     # rows not marked are left alone
+    assert torch.isfinite(folded).all()                     # no -inf: the KL stays finite
+    assert torch.equal(fold_into(t, torch.tensor([False, False]), 2, [3], 4.0), t)
+
+
+def test_okd_reject_class_teaches_unknown_on_real_windows_alone_and_keeps_mixed_rows(monkeypatch):
+    """A teacher that hears keyword 0 in everything: with reject_class, the KD target on
+    the pure real windows is the reject class; on clips mixed with real audio it is the
+    teacher's own."""
+    torch.manual_seed(0)
+    classes = ["yes", "no", "_unknown_", "_silence_"]
+    teacher_logits = torch.tensor([3.0, 0.0, 1.0, -1.0])
+
+    def teacher(x):
+        return teacher_logits.expand(len(x), 4)
+
+    targets = []
+
+    def student(x):
+        return torch.zeros(len(x), 4, requires_grad=True)
+
+    import kws_okd.distill.losses as losses
+    real_kd = losses.kd_loss
+    monkeypatch.setattr(losses, "kd_loss", lambda s, t, temp: (targets.append(t.detach().clone()),
+                                                               real_kd(s, t, temp))[1])
+    objective = build_objective("okd", reject_class="_unknown_", reject_keeps=["_silence_"])
+    objective.set_classes(classes)
+    aug = RealAudio(weights=(0.5, 0.5, 0), windows=real_windows())
+    objective(student, teacher, clips(), torch.zeros(8, dtype=torch.long), aug)
+    clean_t, ood_t = targets
+    assert torch.equal(clean_t, teacher_logits.expand(8, 4))      # the clean batch keeps the teacher
+    pure = aug.known_reject
+    assert pure.any() and (~pure).any()
+    p = (ood_t / 4.0).softmax(-1)
+    p_teacher = (teacher_logits / 4.0).softmax(-1)
+    assert (p[pure][:, :2] < 1e-6).all()                           # no keyword left on real audio alone
+    torch.testing.assert_close(p[pure][:, 2], p_teacher[:3].sum().expand(int(pure.sum())))
+    torch.testing.assert_close(p[~pure], p_teacher.expand(int((~pure).sum()), 4))
+
+
+def test_okd_reject_class_errors_name_the_problem():
+    objective = build_objective("okd", reject_class="_unknown_")
+    with pytest.raises(ConfigError, match="not among the task's classes"):
+        objective.set_classes(["yes", "no"])
+    with pytest.raises(ConfigError, match="set_classes"):
+        objective(lambda x: x[:, :3], lambda x: x[:, :3], clips(), torch.zeros(8, dtype=torch.long),
+                  RealAudio(windows=real_windows()))
+    objective.set_classes(["yes", "no", "_unknown_"])
+    with pytest.raises(ConfigError, match="known_reject"):
+        objective(lambda x: x[:, :3], lambda x: x[:, :3], clips(), torch.zeros(8, dtype=torch.long),
+                  lambda x: x.flip(0))

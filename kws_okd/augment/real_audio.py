@@ -51,6 +51,9 @@ class RealAudio(nn.Module):
         what the OOD term costs. ``windows`` (tests): a tensor of windows to use instead
         of loading folders."""
         super().__init__()
+        # Rows of the last batch that are a recording alone, with no training clip mixed
+        # in: known to hold no keyword (the distillation may use that; OKD's reject_class).
+        self.known_reject: torch.Tensor | None = None
         if not 0.0 < float(fraction) <= 1.0:
             raise ConfigError(f"real_audio.fraction must be in (0, 1], got {fraction!r}")
         self.fraction = float(fraction)
@@ -95,6 +98,7 @@ class RealAudio(nn.Module):
         real = self.draw(b, n).to(x)
         kind = torch.multinomial(self.weights, b, replacement=True).to(x.device)
         out = real.clone()                                      # 0: pure
+        self.known_reject = kind == 0
         over = kind == 1
         if over.any():
             snr = torch.empty(int(over.sum()), device=x.device).uniform_(*self.snr)

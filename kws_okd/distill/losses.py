@@ -72,24 +72,72 @@ class KD(Objective):
         return self.ce_weight * ce + self.kd_weight * kd, s, {"ce": ce.detach(), "kd": kd.detach()}
 
 
+def fold_into(logits, rows, into: int, keep, temperature: float) -> torch.Tensor:
+    """Teacher logits in which, on ``rows`` (bool mask), the probability at ``temperature``
+    of every class except ``into`` and ``keep`` is moved onto class ``into``; other rows
+    are unchanged. Folded classes get a logit 10^4 T below, not -inf, so that the KL's
+    ``0 * log 0`` stays 0."""
+    c = logits.shape[-1]
+    fold = torch.ones(c, dtype=torch.bool, device=logits.device)
+    fold[into] = False
+    fold[list(keep)] = False
+    if not rows.any() or not fold.any():
+        return logits
+    out = logits.clone()
+    sub = out[rows]
+    pool = fold.clone()
+    pool[into] = True
+    merged = temperature * torch.logsumexp(sub[:, pool] / temperature, dim=-1)
+    sub[:, into] = merged
+    sub[:, fold] = (merged - 1e4 * temperature)[:, None]
+    out[rows] = sub
+    return out
+
+
 @register_objective("okd")
 class OKD(KD):
     """KD plus distillation on disruptively augmented inputs (Zhou et al., 2022):
     ``0.1 CE(s(x), y) + 0.9 KD(s(x), t(x)) + 0.9 KD(s(x_ood), t(x_ood))`` with the same
-    ``x_ood = augment(x)`` fed to both networks and no label loss on ``x_ood``."""
+    ``x_ood = augment(x)`` fed to both networks and no label loss on ``x_ood``.
+
+    ``reject_class`` (a class name, e.g. ``_unknown_``): on the ``x_ood`` rows that the
+    augmentation marks as holding no target (``augment.known_reject``, a bool mask, e.g.
+    a real recording alone), the teacher's probability of every class but this one and
+    ``reject_keeps`` is moved onto it, so a teacher that hears a keyword in such audio
+    does not teach the student to. Needs :meth:`set_classes`."""
     needs_augment = True
 
-    def __init__(self, ce_weight=0.1, kd_weight=0.9, ood_weight=0.9, temperature=4.0):
+    def __init__(self, ce_weight=0.1, kd_weight=0.9, ood_weight=0.9, temperature=4.0,
+                 reject_class=None, reject_keeps=()):
         super().__init__(ce_weight, kd_weight, temperature)
         self.ood_weight = ood_weight
+        self.reject_class, self.reject_keeps = reject_class, tuple(reject_keeps or ())
+        self._reject = None
+
+    def set_classes(self, classes) -> None:
+        if self.reject_class is None:
+            return
+        missing = [c for c in (self.reject_class, *self.reject_keeps) if c not in classes]
+        if missing:
+            raise ConfigError(f"distill.reject_class / reject_keeps: {missing} not among the task's "
+                              f"classes {list(classes)}")
+        self._reject = (list(classes).index(self.reject_class), [list(classes).index(c) for c in self.reject_keeps])
 
     def __call__(self, student, teacher, x, y, augment=None):
         if augment is None:
             raise ValueError("OKD needs an augmentation callable to synthesise x_ood")
+        if self.reject_class is not None and self._reject is None:
+            raise ConfigError("distill.reject_class is set but set_classes() was never called")
         x_ood = augment(x)
         s, s_ood = student(x), student(x_ood)
         t_all = self.teach(teacher, torch.cat([x, x_ood]))
         t, t_ood = t_all[: len(x)], t_all[len(x):]
+        if self._reject is not None:
+            known = getattr(augment, "known_reject", None)
+            if known is None:
+                raise ConfigError(f"distill.reject_class: the augmentation {type(augment).__name__} does not "
+                                  "mark which x_ood rows hold no target (known_reject); use real_audio")
+            t_ood = fold_into(t_ood, known.to(t_ood.device), self._reject[0], self._reject[1], self.temperature)
         ce = F.cross_entropy(s, y)
         kd = kd_loss(s, t, self.temperature)
         kd_ood = kd_loss(s_ood, t_ood, self.temperature)

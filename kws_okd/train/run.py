@@ -119,6 +119,8 @@ def train(cfg) -> Path:
         raise ConfigError(f"distill.name: unknown method {method!r}; known: {sorted(OBJECTIVES)}")
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.distill, resolve=True).items() if k != "name"}
     objective = build_objective(method, **kwargs)
+    if hasattr(objective, "set_classes"):   # objectives that name classes (OKD's reject_class)
+        objective.set_classes(classes)
     teacher = None
     if objective.needs_teacher:
         # TAKD's student learns from the assistant, which stands in for the teacher.
