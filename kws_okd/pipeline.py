@@ -15,7 +15,7 @@ from kws_okd.evaluate.compare import mean_std
 from kws_okd.evaluate.long_audio import frr_at
 from kws_okd.evaluate.report import evaluate
 from kws_okd.train.config import RECIPES, load_recipe
-from kws_okd.train.run import train
+from kws_okd.train.run import finished_run, train
 from kws_okd.utils.atomic import write_json, write_text
 
 METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
@@ -235,7 +235,7 @@ def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> dict[
     cfgs = {name: load_recipe("student", r) for name, r in runs.items()}
     paths = {name: Path(c.exp_dir) / "model.pt" for name, c in cfgs.items()}
     okd_first = sorted(runs, key=lambda name: not cfgs[name].distill.name.startswith("okd"))
-    todo = [runs[name] for name in okd_first if not paths[name].exists()]
+    todo = [runs[name] for name in okd_first if not finished_run(cfgs[name])]
     if todo:
         threads = torch.get_num_threads()
         try:
@@ -252,7 +252,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     tcfg = load_recipe("teacher", overrides + list(teacher_overrides))
     manifests = prepare_data(tcfg.data, progress=tcfg.progress)
     teacher_pt = Path(tcfg.exp_dir) / "model.pt"
-    if not teacher_pt.exists():  # finished runs are reused; unfinished ones resume
+    if not finished_run(tcfg):  # finished runs of this config and data are reused; unfinished ones resume
         train(tcfg)
     models = {"teacher": teacher_pt}
     # Other teachers, trained only to be compared with (no student learns from them).
@@ -261,7 +261,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
             continue
         rcfg = load_recipe("teacher", overrides + [f"teacher={name}"])
         pt = Path(rcfg.exp_dir) / "model.pt"
-        if not pt.exists():
+        if not finished_run(rcfg):
             train(rcfg)
         models[f"teacher-{name}"] = pt
     runs = {f"{student}-{m}/seed{seed}": overrides + method_overrides(m) + [f"student={student}", f"seed={seed}"]

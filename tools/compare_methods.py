@@ -129,6 +129,7 @@ def collect(methods, seeds, epochs, extra, suite: str | None = "compact", long_a
     from kws_okd.data.registry import prepare_data
     from kws_okd.evaluate.severity import severity_table
     from kws_okd.pipeline import corpus_noise_dir, heldout_real_windows, long_audio_recordings, real_dev_set
+    from kws_okd.train.run import finished_run
     base = recipe(methods[0], seeds[0], epochs, extra)
     manifests = prepare_data(base.data, progress=False)
     suite_dir = None
@@ -146,9 +147,11 @@ def collect(methods, seeds, epochs, extra, suite: str | None = "compact", long_a
     summaries = {}
     for m in methods:
         for s in seeds:
-            d = Path(recipe(m, s, epochs, extra).exp_dir)
-            if not ((d / "model.pt").exists() and (d / "train_summary.json").exists()):
-                print(f"[compare] skipping unfinished run {d}", file=sys.stderr)
+            cfg = recipe(m, s, epochs, extra)
+            d = Path(cfg.exp_dir)
+            if not (finished_run(cfg) and (d / "train_summary.json").exists()):
+                print(f"[compare] skipping {d}: unfinished, or trained from another config, data or teacher",
+                      file=sys.stderr)
                 continue
             entries[f"{m}/seed{s}"] = (d / "model.pt", d)
             summaries[f"{m}/seed{s}"] = (m, s, json.loads((d / "train_summary.json").read_text()))

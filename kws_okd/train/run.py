@@ -28,6 +28,7 @@ from kws_okd.train.averaging import accuracy
 from kws_okd.train.brain import PROGRESS_FILE, KWSBrain
 from kws_okd.train.checkpoint import load_model, save_model
 from kws_okd.train.config import validate_config
+from kws_okd.train.provenance import prepare_run_dir, run_provenance, stale_reasons
 from kws_okd.train.state import AtomicCheckpointer, RNGState, TrainClock, distributed_launch, init_distributed
 from kws_okd.utils.atomic import write_json, write_text
 
@@ -72,14 +73,43 @@ def build_callbacks(cfg) -> list:
     return [build_callback(dict(s)) for s in specs]
 
 
+def training_manifests(cfg, progress: bool = False) -> tuple[Path, Path]:
+    """The manifest folder and the training manifest a run reads (prepared if missing).
+    A run may leave domains out of its training set (the teacher's real-speech windows)."""
+    manifest_dir = prepare_data(cfg.data, progress=progress)
+    without = list(cfg.get("train_without_domains") or [])
+    return manifest_dir, manifest_without_domains(manifest_dir / "train.csv", without)
+
+
+def teacher_checkpoint(cfg) -> Path | None:
+    """The model file a run's objective learns from, or None (ERM, a teacher's own run).
+    TAKD's student learns from the assistant, which stands in for the teacher."""
+    method = cfg.distill.name
+    if method not in OBJECTIVES:
+        raise ConfigError(f"distill.name: unknown method {method!r}; known: {sorted(OBJECTIVES)}")
+    if not OBJECTIVES[method].needs_teacher:
+        return None
+    return Path(cfg.distill.get("assistant_ckpt") or cfg.teacher_ckpt)
+
+
+def finished_run(cfg) -> bool:
+    """True when ``cfg.exp_dir`` holds a finished run trained from this config, data and
+    teacher (kws_okd/train/provenance.py); a run of anything else is not finished."""
+    exp_dir = Path(cfg.exp_dir)
+    if not (exp_dir / "model.pt").exists():
+        return False
+    teacher_ckpt = teacher_checkpoint(cfg)
+    if teacher_ckpt is not None and not teacher_ckpt.exists():
+        return False
+    manifest_dir, train_csv = training_manifests(cfg)
+    return not stale_reasons(exp_dir, run_provenance(cfg, train_csv, manifest_dir, teacher_ckpt), teacher_ckpt)
+
+
 def train(cfg) -> Path:
     """Train the network the recipe names; return the path of its ``model.pt``."""
     validate_config(cfg)
     exp_dir = Path(cfg.exp_dir)
     device = init_distributed(cfg.get("distributed_backend")) if distributed_launch() else cfg.device
-    if if_main_process():
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(int(cfg.seed))
     # SpeechBrain's ReproducibleRandomSampler reads its seed from here; with the epoch it
     # fixes the batch order, which exact resume relies on.
@@ -88,13 +118,9 @@ def train(cfg) -> Path:
 
     # Data preparation writes files: only the main process does it, the others then
     # find it cached.
-    run_on_main(prepare_data, args=[cfg.data], kwargs={"progress": cfg.progress})
-    manifest_dir = prepare_data(cfg.data, progress=False)
+    run_on_main(training_manifests, args=[cfg], kwargs={"progress": cfg.progress})
+    manifest_dir, train_csv = training_manifests(cfg)
     classes = read_classes(manifest_dir / "classes.txt")
-    # A run may leave domains out of its training set (the teacher's real-speech windows).
-    without = list(cfg.get("train_without_domains") or [])
-    run_on_main(manifest_without_domains, args=[manifest_dir / "train.csv", without])
-    train_csv = manifest_without_domains(manifest_dir / "train.csv", without)
     train_set = load_dataset(train_csv, progress=cfg.progress)
     valid_set = load_dataset(manifest_dir / "valid.csv", progress=cfg.progress)
     batch = int(cfg.batch_size)
@@ -115,16 +141,13 @@ def train(cfg) -> Path:
     student = build_model(**{**model_cfg, "num_classes": len(classes)})
 
     method = cfg.distill.name
-    if method not in OBJECTIVES:
-        raise ConfigError(f"distill.name: unknown method {method!r}; known: {sorted(OBJECTIVES)}")
+    teacher_ckpt = teacher_checkpoint(cfg)   # also refuses an unknown method
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.distill, resolve=True).items() if k != "name"}
     objective = build_objective(method, **kwargs)
     if hasattr(objective, "set_classes"):   # objectives that name classes (OKD's reject_class)
         objective.set_classes(classes)
     teacher = None
-    if objective.needs_teacher:
-        # TAKD's student learns from the assistant, which stands in for the teacher.
-        teacher_ckpt = cfg.distill.get("assistant_ckpt") or cfg.teacher_ckpt
+    if teacher_ckpt is not None:
         teacher, blob = load_model(teacher_ckpt)
         if blob["classes"] != classes:
             raise ConfigError(f"{teacher_ckpt}: teacher classes {blob['classes']} differ from "
@@ -132,6 +155,13 @@ def train(cfg) -> Path:
     augment = None
     if objective.needs_augment:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
+
+    # The folder may hold a run of another config, data or teacher (an older checkout's):
+    # it is set aside rather than resumed or reused.
+    run_on_main(prepare_run_dir, args=[exp_dir, run_provenance(cfg, train_csv, manifest_dir, teacher_ckpt),
+                                       teacher_ckpt])
+    if if_main_process():
+        write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     callbacks = build_callbacks(cfg)
     # Loaders a callback may use outside training: BN refits and scoring candidates.

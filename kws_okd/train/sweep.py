@@ -50,10 +50,10 @@ def train_run(recipe: str, overrides: list[str]) -> tuple[list[str], float | Non
     """Train one run unless it is finished or taken. Returns the overrides, the training
     seconds (None when skipped) and the run folder."""
     from kws_okd.train.config import load_recipe
-    from kws_okd.train.run import train
+    from kws_okd.train.run import finished_run, train
     cfg = load_recipe(recipe, overrides)
     d = Path(cfg.exp_dir)
-    if (d / "model.pt").exists():
+    if finished_run(cfg):
         return overrides, None, str(d)
     if not take_lock(d):
         print(f"[sweep] {d}: another process is training it; skipped", flush=True)
