@@ -18,7 +18,7 @@ from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import finished_run, train
 from kws_okd.utils.atomic import write_json, write_text
 
-METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real",
+METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real", "kwcall_real",
            "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
            "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real", "talk_fa",
            "kwline_hits", "kwline_events", "kwline_fa", "kwline_top")
@@ -190,21 +190,27 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
 @torch.no_grad()
 def teacher_agreement(models: dict, teacher: str, windows: torch.Tensor, batch: int = 256) -> dict:
     """How closely each model hears held-out real recordings as the teacher does: top-1
-    agreement with the teacher and ``KL(teacher || model)`` (T = 1, nats), per model."""
+    agreement with the teacher and ``KL(teacher || model)`` (T = 1, nats), per model. With
+    an ``_unknown_`` class also ``kw_calls``: the share of the windows (letters and
+    syllables, no command word) whose top class is a command word."""
     from kws_okd.distill.losses import kl_per_sample
     from kws_okd.train.checkpoint import load_model
 
     def logits(path):
-        model, _ = load_model(path)
-        return torch.cat([model(windows[i:i + batch]) for i in range(0, len(windows), batch)])
+        model, blob = load_model(path)
+        return torch.cat([model(windows[i:i + batch]) for i in range(0, len(windows), batch)]), blob["classes"]
 
-    t = logits(models[teacher])
+    t, classes = logits(models[teacher])
     log_pt = t.log_softmax(-1)
+    keywords = torch.tensor([not c.startswith("_") for c in classes])
     out = {}
     for name, path in models.items():
-        s = t if name == teacher else logits(path)
-        out[name] = dict(agree=float((s.argmax(-1) == t.argmax(-1)).float().mean()),
+        s = t if name == teacher else logits(path)[0]
+        top = s.argmax(-1)
+        out[name] = dict(agree=float((top == t.argmax(-1)).float().mean()),
                          kl=float(kl_per_sample(log_pt, s.log_softmax(-1)).mean()))
+        if "_unknown_" in classes:
+            out[name]["kw_calls"] = float(keywords[top].float().mean())
     return out
 
 
@@ -273,7 +279,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     held, real_info = heldout_real_windows()
     if held is not None:
         for name, a in teacher_agreement(models, "teacher", held).items():
-            report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"])
+            report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"], kwcall_real=a.get("kw_calls"))
     if long_audio_minutes and "_unknown_" in read_classes(Path(manifests) / "classes.txt"):
         for name, r in long_audio_eval(models, manifests, out, corpus_noise_dir(tcfg.data), held, real_dev,
                                        minutes=long_audio_minutes, jobs=jobs).items():
@@ -360,7 +366,7 @@ def summarize(report, student, methods, seeds) -> dict:
         if errors:   # counts summed over seeds
             row["kw_errors_clean"] = {k: sum_counts(e[k] for e in errors) for k in errors[0]}
         rows[m] = row
-    teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real")}
+    teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real", "kwcall_real")}
                 | {"params": r.get("params")}
                 for name, r in report["models"].items() if r.get("role") == "teacher"}
     return dict(student=student, seeds=list(seeds), methods=rows, teacher=teachers["teacher"],
@@ -394,19 +400,21 @@ def render_summary(summary, report) -> str:
              f"out from training); **real** the real-speech development set ({n_real} recordings of "
              "human speakers from alsa-utils and Asterisk prompts, evaluation only); **agree / KL** "
              "top-1 agreement with the teacher and KL(teacher ‖ model) on held-out real recordings "
-             "(klettres-data files never used in training).", "",
-             "| model | params | ID acc % | OOD acc % | suite % | real % (`real`) | agree % | KL |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(klettres-data files never used in training); **kw calls** the share of those recordings "
+             "(letters and syllables, no command word) whose top class is a command word.", "",
+             "| model | params | ID acc % | OOD acc % | suite % | real % (`real`) | agree % | KL | kw calls % |",
+             "|---|---|---|---|---|---|---|---|---|"]
     shift = summary.get("shift", {})
     for name, t in summary["teachers"].items():
         kl = "–" if t.get("kl_real") is None else f"{t['kl_real']:.2f}"
         lines.append(f"| {name} ({report['models'][name]['method']}) | {t['params']:,} | {pct(t['id_acc'])} | "
                      f"{pct(t['ood_acc'])} | {pct(shift.get(name))} | {pct(t['real_acc'])} | "
-                     f"{pct(t['agree_real'])} | {kl} |")
+                     f"{pct(t['agree_real'])} | {kl} | {pct(t.get('kwcall_real'))} |")
     for m, r in summary["methods"].items():
         lines.append(f"| {summary['student']}-{m} | {r['params']:,} | "
                      f"{ms(r['id_acc'])} | {ms(r['ood_acc'])} | {ms(r.get('suite_acc'))} | "
-                     f"{ms(r['real_acc'])} | {ms(r['agree_real'])} | {ms(r['kl_real'], 1.0, 2)} |")
+                     f"{ms(r['real_acc'])} | {ms(r['agree_real'])} | {ms(r['kl_real'], 1.0, 2)} | "
+                     f"{ms(r.get('kwcall_real'))} |")
     lines += ["", "Gaps to the teacher (teacher minus student, points):", "",
               "| method | gap ID | gap OOD | gap real |", "|---|---|---|---|"]
     for m, r in summary["methods"].items():

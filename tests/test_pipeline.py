@@ -35,6 +35,8 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert report["models"]["teacher"]["agree_real"] == 1.0
     assert abs(report["models"]["teacher"]["kl_real"]) < 1e-6
     assert 0.0 <= summary["methods"]["okd_real"]["agree_real"]["mean"] <= 1.0
+    assert 0.0 <= summary["methods"]["okd_real"]["kwcall_real"]["mean"] <= 1.0
+    assert "| kw calls % |" in (out / "summary.md").read_text()
     text = (out / "summary.md").read_text()
     assert "| bcresnet1-okd_real |" in text and "klettres-data" in text and "`real`" in text
     assert "| teacher-resnet (erm) |" in text
@@ -143,6 +145,17 @@ def test_teacher_agreement_against_hand_computed_values(tmp_path):
     assert out["t"] == {"agree": 1.0, "kl": 0.0}
     assert out["s"]["agree"] == float((lt.argmax(-1) == ls.argmax(-1)).float().mean())
     assert abs(out["s"]["kl"] - float(kl)) < 1e-5
+
+    # With an _unknown_ class: the share of windows whose top class is a command word.
+    # The student is made to say "yes" to everything, the teacher never.
+    for name, bias in (("t", [-100.0, 0.0, 0.0]), ("s", [100.0, 0.0, 0.0])):
+        net = build_model("bcresnet1", num_classes=3).eval()
+        with torch.no_grad():
+            net.backbone.head[5].bias.copy_(torch.tensor(bias))
+        save_model(paths[name], net, {"name": "bcresnet1"}, ["yes", "_unknown_", "_silence_"], {})
+    out = teacher_agreement(paths, "t", x, batch=4)
+    assert out["t"]["kw_calls"] == 0.0 and out["s"]["kw_calls"] == 1.0
+    assert out["s"]["agree"] == 0.0
 
 
 def test_eval_set_tags_follow_the_file_name(tmp_path):
