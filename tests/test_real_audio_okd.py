@@ -126,6 +126,13 @@ def test_fold_into_moves_the_folded_classes_probability_onto_the_reject_class():
     assert torch.equal(folded[1], t[1])                     # rows not marked are left alone
     assert torch.isfinite(folded).all()                     # no -inf: the KL stays finite
     assert torch.equal(fold_into(t, torch.tensor([False, False]), 2, [3], 4.0), t)
+    # Half the fold: half of classes 0 and 1 moves; by hand 0.2122 + (0.3499 + 0.2725) / 2 = 0.5234.
+    half = (fold_into(t, torch.tensor([True, False]), 2, [3], 4.0, share=0.5) / 4).softmax(-1)
+    torch.testing.assert_close(half[0], torch.tensor([p[0, 0] / 2, p[0, 1] / 2, p[0, 2] + p[0, :2].sum() / 2,
+                                                      p[0, 3]]), atol=1e-6, rtol=0)
+    assert abs(float(half[0, 2]) - 0.5234) < 1e-3
+    with pytest.raises(ConfigError, match="reject_share"):
+        build_objective("okd", reject_class="_unknown_", reject_share=0.0)
 
 
 def test_okd_reject_class_teaches_unknown_on_real_windows_alone_and_keeps_mixed_rows(monkeypatch):

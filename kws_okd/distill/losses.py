@@ -72,24 +72,31 @@ class KD(Objective):
         return self.ce_weight * ce + self.kd_weight * kd, s, {"ce": ce.detach(), "kd": kd.detach()}
 
 
-def fold_into(logits, rows, into: int, keep, temperature: float) -> torch.Tensor:
-    """Teacher logits in which, on ``rows`` (bool mask), the probability at ``temperature``
-    of every class except ``into`` and ``keep`` is moved onto class ``into``; other rows
-    are unchanged. Folded classes get a logit 10^4 T below, not -inf, so that the KL's
-    ``0 * log 0`` stays 0."""
+def fold_into(logits, rows, into: int, keep, temperature: float, share: float = 1.0) -> torch.Tensor:
+    """Teacher logits in which, on ``rows`` (bool mask), ``share`` of the probability at
+    ``temperature`` of every class except ``into`` and ``keep`` is moved onto class
+    ``into``; other rows are unchanged. A class folded whole gets a logit 10^4 T below,
+    not -inf, so that the KL's ``0 * log 0`` stays 0."""
     c = logits.shape[-1]
     fold = torch.ones(c, dtype=torch.bool, device=logits.device)
     fold[into] = False
     fold[list(keep)] = False
-    if not rows.any() or not fold.any():
+    if not rows.any() or not fold.any() or share <= 0:
         return logits
     out = logits.clone()
     sub = out[rows]
-    pool = fold.clone()
-    pool[into] = True
-    merged = temperature * torch.logsumexp(sub[:, pool] / temperature, dim=-1)
-    sub[:, into] = merged
-    sub[:, fold] = (merged - 1e4 * temperature)[:, None]
+    if share >= 1.0:
+        pool = fold.clone()
+        pool[into] = True
+        merged = temperature * torch.logsumexp(sub[:, pool] / temperature, dim=-1)
+        sub[:, into] = merged
+        sub[:, fold] = (merged - 1e4 * temperature)[:, None]
+    else:   # in probability space; the result's log is a valid logit at T (it sums to 1)
+        p = torch.softmax(sub / temperature, dim=-1)
+        moved = share * p[:, fold].sum(-1)
+        p[:, fold] *= 1.0 - share
+        p[:, into] += moved
+        sub = temperature * p.clamp_min(1e-30).log()
     out[rows] = sub
     return out
 
@@ -103,14 +110,17 @@ class OKD(KD):
     ``reject_class`` (a class name, e.g. ``_unknown_``): on the ``x_ood`` rows that the
     augmentation marks as holding no target (``augment.known_reject``, a bool mask, e.g.
     a real recording alone), the teacher's probability of every class but this one and
-    ``reject_keeps`` is moved onto it, so a teacher that hears a keyword in such audio
-    does not teach the student to. Needs :meth:`set_classes`."""
+    ``reject_keeps`` is moved onto it (``reject_share`` of it: 1 = all), so a teacher that
+    hears a keyword in such audio does not teach the student to. Needs :meth:`set_classes`."""
     needs_augment = True
 
     def __init__(self, ce_weight=0.1, kd_weight=0.9, ood_weight=0.9, temperature=4.0,
-                 reject_class=None, reject_keeps=()):
+                 reject_class=None, reject_keeps=(), reject_share=1.0):
         super().__init__(ce_weight, kd_weight, temperature)
         self.ood_weight = ood_weight
+        if not 0.0 < float(reject_share) <= 1.0:
+            raise ConfigError(f"distill.reject_share must be in (0, 1], got {reject_share!r}")
+        self.reject_share = float(reject_share)
         self.reject_class, self.reject_keeps = reject_class, tuple(reject_keeps or ())
         self._reject = None
 
@@ -137,7 +147,8 @@ class OKD(KD):
             if known is None:
                 raise ConfigError(f"distill.reject_class: the augmentation {type(augment).__name__} does not "
                                   "mark which x_ood rows hold no target (known_reject); use real_audio")
-            t_ood = fold_into(t_ood, known.to(t_ood.device), self._reject[0], self._reject[1], self.temperature)
+            t_ood = fold_into(t_ood, known.to(t_ood.device), self._reject[0], self._reject[1], self.temperature,
+                              self.reject_share)
         ce = F.cross_entropy(s, y)
         kd = kd_loss(s, t, self.temperature)
         kd_ood = kd_loss(s_ood, t_ood, self.temperature)
