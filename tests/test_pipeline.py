@@ -23,6 +23,8 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert "train_without_domains:\n- real_speech\n" in config
     config = Path(report["models"]["bcresnet1-okd_real/seed0"]["path"]).with_name("config.yaml").read_text()
     assert "train_without_domains: []\n" in config
+    # Its OKD moves half of the teacher's command-word probability on real audio alone to _unknown_ (rule 11).
+    assert "reject_class: auto\n" in config and "reject_share: 0.5\n" in config
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"erm", "okd_real"}
     assert summary["methods"]["okd_real"]["ood_acc"]["n"] == 1

@@ -181,3 +181,14 @@ def test_okd_reject_class_errors_name_the_problem():
     with pytest.raises(ConfigError, match="known_reject"):
         objective(lambda x: x[:, :3], lambda x: x[:, :3], clips(), torch.zeros(8, dtype=torch.long),
                   lambda x: x.flip(0))
+
+
+def test_okd_reject_class_auto_follows_the_task():
+    objective = build_objective("okd", reject_class="auto")
+    objective.set_classes(["yes", "no", "_unknown_", "_silence_"])
+    assert objective._reject == (2, [3])
+    objective.set_classes(["yes", "no", "up"])        # the 35-class task has no _unknown_: off
+    assert objective._reject is None
+    loss, _, _ = objective(lambda x: x[:, :3], lambda x: x[:, :3], clips(), torch.zeros(8, dtype=torch.long),
+                           lambda x: x.flip(0))      # no known_reject needed when off
+    assert torch.isfinite(loss)

@@ -111,7 +111,9 @@ class OKD(KD):
     augmentation marks as holding no target (``augment.known_reject``, a bool mask, e.g.
     a real recording alone), the teacher's probability of every class but this one and
     ``reject_keeps`` is moved onto it (``reject_share`` of it: 1 = all), so a teacher that
-    hears a keyword in such audio does not teach the student to. Needs :meth:`set_classes`."""
+    hears a keyword in such audio does not teach the student to. ``auto``: ``_unknown_``
+    (keeping ``_silence_``) when the task has it, off when it does not. Needs
+    :meth:`set_classes`."""
     needs_augment = True
 
     def __init__(self, ce_weight=0.1, kd_weight=0.9, ood_weight=0.9, temperature=4.0,
@@ -122,21 +124,25 @@ class OKD(KD):
             raise ConfigError(f"distill.reject_share must be in (0, 1], got {reject_share!r}")
         self.reject_share = float(reject_share)
         self.reject_class, self.reject_keeps = reject_class, tuple(reject_keeps or ())
-        self._reject = None
+        self._reject, self._classes_set = None, False
 
     def set_classes(self, classes) -> None:
-        if self.reject_class is None:
-            return
-        missing = [c for c in (self.reject_class, *self.reject_keeps) if c not in classes]
+        classes = list(classes)
+        into, keeps = self.reject_class, self.reject_keeps
+        if into == "auto":   # the task's _unknown_ if it has one (12-class), else off (35-class)
+            into = "_unknown_" if "_unknown_" in classes else None
+            keeps = tuple(c for c in ("_silence_",) if c in classes)
+        missing = [c for c in (into, *keeps) if c not in classes] if into is not None else []
         if missing:
             raise ConfigError(f"distill.reject_class / reject_keeps: {missing} not among the task's "
-                              f"classes {list(classes)}")
-        self._reject = (list(classes).index(self.reject_class), [list(classes).index(c) for c in self.reject_keeps])
+                              f"classes {classes}")
+        self._reject = None if into is None else (classes.index(into), [classes.index(c) for c in keeps])
+        self._classes_set = True
 
     def __call__(self, student, teacher, x, y, augment=None):
         if augment is None:
             raise ValueError("OKD needs an augmentation callable to synthesise x_ood")
-        if self.reject_class is not None and self._reject is None:
+        if self.reject_class is not None and not self._classes_set:
             raise ConfigError("distill.reject_class is set but set_classes() was never called")
         x_ood = augment(x)
         s, s_ood = student(x), student(x_ood)
