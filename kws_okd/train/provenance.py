@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -19,8 +18,6 @@ import yaml
 from omegaconf import OmegaConf
 
 from kws_okd.utils.atomic import write_json
-
-log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "provenance.json"
 # Settings of how a run is executed or where it is written, not of what it learns.
@@ -57,10 +54,11 @@ def manifest_digest(train_csv, manifest_dir) -> str:
     return h.hexdigest()[:16]
 
 
-def weights_digest(model_path) -> str:
-    """A digest of a model file's weights alone: storing thresholds or a fast-path entry
-    in the file later does not change it."""
-    blob = torch.load(model_path, map_location="cpu", weights_only=True)
+def weights_digest(model) -> str:
+    """A digest of a model file's weights alone (``model``: its path, or the file's dict
+    already loaded): storing thresholds or a fast-path entry in the file later does not
+    change it."""
+    blob = model if isinstance(model, dict) else torch.load(model, map_location="cpu", weights_only=True)
     h = hashlib.sha1(json.dumps(blob.get("model"), sort_keys=True, default=str).encode())
     for k in sorted(blob["state_dict"]):
         h.update(k.encode())
@@ -68,10 +66,11 @@ def weights_digest(model_path) -> str:
     return h.hexdigest()[:16]
 
 
-def run_provenance(cfg, train_csv, manifest_dir, teacher_ckpt=None) -> dict:
+def run_provenance(cfg, train_csv, manifest_dir, teacher=None) -> dict:
+    """``teacher``: the teacher's model file (path or loaded dict), None for a run without one."""
     out = {"config": run_config(cfg), "data": manifest_digest(train_csv, manifest_dir)}
-    if teacher_ckpt is not None:
-        out["teacher"] = weights_digest(teacher_ckpt)
+    if teacher is not None:
+        out["teacher"] = weights_digest(teacher)
     return out
 
 
@@ -118,14 +117,11 @@ def stale_reasons(exp_dir, current: dict, teacher_ckpt=None, ignore=frozenset())
         retrained = Path(teacher_ckpt).parent / PROVENANCE_FILE
         if started.exists() and retrained.exists() and retrained.stat().st_mtime > started.stat().st_mtime:
             out.append("teacher trained again after this run started")
-    for part in ("config", "data", "teacher"):
-        if part not in stored:
-            continue
-        if part == "config":
-            out += [f"config {k}" for k in differences(stored["config"], current.get("config", {}))
-                    if k not in ignore]
-        elif stored[part] != current.get(part):
-            out.append({"data": "training data (manifests)", "teacher": "teacher weights"}[part])
+    if "config" in stored:
+        out += [f"config {k}" for k in differences(stored["config"], current.get("config", {})) if k not in ignore]
+    for part, what in (("data", "training data (manifests)"), ("teacher", "teacher weights")):
+        if part in stored and stored[part] != current.get(part):
+            out.append(what)
     return out
 
 

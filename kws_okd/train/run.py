@@ -146,11 +146,11 @@ def train(cfg) -> Path:
     objective = build_objective(method, **kwargs)
     if hasattr(objective, "set_classes"):   # objectives that name classes (OKD's reject_class)
         objective.set_classes(classes)
-    teacher = None
+    teacher = teacher_blob = None
     if teacher_ckpt is not None:
-        teacher, blob = load_model(teacher_ckpt)
-        if blob["classes"] != classes:
-            raise ConfigError(f"{teacher_ckpt}: teacher classes {blob['classes']} differ from "
+        teacher, teacher_blob = load_model(teacher_ckpt)
+        if teacher_blob["classes"] != classes:
+            raise ConfigError(f"{teacher_ckpt}: teacher classes {teacher_blob['classes']} differ from "
                               f"the data's {classes}")
     augment = None
     if objective.needs_augment:
@@ -158,7 +158,7 @@ def train(cfg) -> Path:
 
     # The folder may hold a run of another config, data or teacher (an older checkout's):
     # it is set aside rather than resumed or reused.
-    run_on_main(prepare_run_dir, args=[exp_dir, run_provenance(cfg, train_csv, manifest_dir, teacher_ckpt),
+    run_on_main(prepare_run_dir, args=[exp_dir, run_provenance(cfg, train_csv, manifest_dir, teacher_blob),
                                        teacher_ckpt])
     if if_main_process():
         write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
