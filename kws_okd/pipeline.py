@@ -194,6 +194,7 @@ def teacher_agreement(models: dict, teacher: str, windows: torch.Tensor, batch: 
     an ``_unknown_`` class also ``kw_calls``: the share of the windows (letters and
     syllables, no command word) whose top class is a command word."""
     from kws_okd.distill.losses import kl_per_sample
+    from kws_okd.stream.engine import default_keywords
     from kws_okd.train.checkpoint import load_model
 
     def logits(path):
@@ -202,7 +203,7 @@ def teacher_agreement(models: dict, teacher: str, windows: torch.Tensor, batch: 
 
     t, classes = logits(models[teacher])
     log_pt = t.log_softmax(-1)
-    keywords = torch.tensor([not c.startswith("_") for c in classes])
+    keywords = torch.tensor([c in default_keywords(classes) for c in classes])
     out = {}
     for name, path in models.items():
         s = t if name == teacher else logits(path)[0]
