@@ -75,29 +75,20 @@ class KD(Objective):
 def fold_into(logits, rows, into: int, keep, temperature: float, share: float = 1.0) -> torch.Tensor:
     """Teacher logits in which, on ``rows`` (bool mask), ``share`` of the probability at
     ``temperature`` of every class except ``into`` and ``keep`` is moved onto class
-    ``into``; other rows are unchanged. A class folded whole gets a logit 10^4 T below,
-    not -inf, so that the KL's ``0 * log 0`` stays 0."""
-    c = logits.shape[-1]
-    fold = torch.ones(c, dtype=torch.bool, device=logits.device)
+    ``into``; other rows are unchanged. The move is made on probabilities; their log (at
+    T) is again a logit, floored at 1e-30 so that a class folded whole stays finite and
+    the KL's ``0 * log 0`` stays 0."""
+    fold = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
     fold[into] = False
     fold[list(keep)] = False
     if not rows.any() or not fold.any() or share <= 0:
         return logits
+    p = torch.softmax(logits[rows] / temperature, dim=-1)
+    moved = share * p[:, fold].sum(-1)
+    p[:, fold] *= 1.0 - share
+    p[:, into] += moved
     out = logits.clone()
-    sub = out[rows]
-    if share >= 1.0:
-        pool = fold.clone()
-        pool[into] = True
-        merged = temperature * torch.logsumexp(sub[:, pool] / temperature, dim=-1)
-        sub[:, into] = merged
-        sub[:, fold] = (merged - 1e4 * temperature)[:, None]
-    else:   # in probability space; the result's log is a valid logit at T (it sums to 1)
-        p = torch.softmax(sub / temperature, dim=-1)
-        moved = share * p[:, fold].sum(-1)
-        p[:, fold] *= 1.0 - share
-        p[:, into] += moved
-        sub = temperature * p.clamp_min(1e-30).log()
-    out[rows] = sub
+    out[rows] = temperature * p.clamp_min(1e-30).log()
     return out
 
 
