@@ -118,3 +118,15 @@ def test_a_run_from_before_provenance_files_is_judged_by_its_config_and_its_teac
     current = run_provenance(kd, train_csv, manifest_dir, teacher)
     assert stale_reasons(run, current, teacher) == ["teacher trained again after this run started"]
     assert not finished_run(kd)
+
+
+def test_a_teacher_is_not_judged_by_augmentations_only_students_hear(tmp_path):
+    cfg = {"role": "teacher", "seed": 0, "spec_augment": {"p": 0.0, "time_width": 10}, "band_limit": {"p": 0.0}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": cfg, "data": "d"}))
+    heard_by_students = {**cfg, "spec_augment": {"p": 0.5, "time_width": 10}, "background_noise": {"p": 0.5}}
+    assert stale_reasons(tmp_path, {"config": heard_by_students, "data": "d"}) == []
+    assert stale_reasons(tmp_path, {"config": {**heard_by_students, "seed": 1}, "data": "d"}) == ["config seed"]
+    # A student that hears them is another run.
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": {**cfg, "role": "student"}, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": {**heard_by_students, "role": "student"}, "data": "d"}) == [
+        "config background_noise", "config spec_augment.p"]

@@ -40,8 +40,13 @@ def band_tag(p) -> str:
     return "" if float(p) == 0 else f"+band{float(p):g}"
 
 
+def spec_tag(p) -> str:
+    """Run-folder tag of a student's ``spec_augment`` (kws_okd/augment/specaugment.py), as ``noise_tag``."""
+    return "" if float(p) == 0 else f"+spec{float(p):g}"
+
+
 for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
-                   ("noise_tag", noise_tag), ("band_tag", band_tag)):
+                   ("noise_tag", noise_tag), ("band_tag", band_tag), ("spec_tag", spec_tag)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 

@@ -26,6 +26,9 @@ EXECUTION_KEYS = frozenset({"progress", "device", "threads", "ckpt_interval_minu
 # A run's length: a finished run asked for more (or fewer) steps is not reused as it is,
 # but it is resumed from where it stopped rather than set aside.
 BUDGET_KEYS = frozenset({"epochs", "steps"})
+# Augmentations only a student hears (the builders return None for a teacher's training):
+# a teacher's run is not judged by them, so `kws-okd run background_noise.p=0.5` reuses it.
+STUDENT_ONLY_KEYS = frozenset({"background_noise", "band_limit", "spec_augment"})
 # Manifest columns that depend on where the checkout lives, not on the data.
 PLACE_COLUMNS = frozenset({"wav"})
 
@@ -103,6 +106,13 @@ def differences(stored, current, prefix: str = "") -> list[str]:
     return [] if stored == current else [prefix.rstrip(".") or "(value)"]
 
 
+def _judged(config: dict) -> dict:
+    """The part of a run's config its run is judged by: a teacher's without :data:`STUDENT_ONLY_KEYS`."""
+    if config.get("role") != "teacher":
+        return config
+    return {k: v for k, v in config.items() if k not in STUDENT_ONLY_KEYS}
+
+
 def stale_reasons(exp_dir, current: dict, teacher_ckpt=None, ignore=frozenset()) -> list[str]:
     """Why a run folder's content does not belong to ``current`` ([] when it does, or when
     the folder holds no run). Parts the folder does not record (an old run's data digest)
@@ -118,7 +128,8 @@ def stale_reasons(exp_dir, current: dict, teacher_ckpt=None, ignore=frozenset())
         if started.exists() and retrained.exists() and retrained.stat().st_mtime > started.stat().st_mtime:
             out.append("teacher trained again after this run started")
     if "config" in stored:
-        out += [f"config {k}" for k in differences(stored["config"], current.get("config", {})) if k not in ignore]
+        a, b = _judged(stored["config"]), _judged(current.get("config", {}))
+        out += [f"config {k}" for k in differences(a, b) if k not in ignore]
     for part, what in (("data", "training data (manifests)"), ("teacher", "teacher weights")):
         if part in stored and stored[part] != current.get(part):
             out.append(what)
