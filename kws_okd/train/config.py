@@ -29,20 +29,14 @@ def teacher_context_tag(p, teacher_hears: str = "clean") -> str:
     return context_tag(p) if teacher_hears == "context" else ""
 
 
-def noise_tag(p) -> str:
-    """Run-folder tag of a student's ``background_noise`` (kws_okd/augment/background.py):
-    none when it is off, so noisy and clean-trained runs never share a folder."""
-    return "" if float(p) == 0 else f"+noise{float(p):g}"
+def probability_tag(name: str):
+    """Run-folder tag of a student augmentation switched on by a probability ``p``
+    (``background_noise``: ``+noise0.5``, ``band_limit``: ``+band0.5``, ``spec_augment``:
+    ``+spec0.5``): none when it is off, so runs with and without it never share a folder."""
+    return lambda p: "" if float(p) == 0 else f"+{name}{float(p):g}"
 
 
-def band_tag(p) -> str:
-    """Run-folder tag of a student's ``band_limit`` (kws_okd/augment/band.py), as ``noise_tag``."""
-    return "" if float(p) == 0 else f"+band{float(p):g}"
-
-
-def spec_tag(p) -> str:
-    """Run-folder tag of a student's ``spec_augment`` (kws_okd/augment/specaugment.py), as ``noise_tag``."""
-    return "" if float(p) == 0 else f"+spec{float(p):g}"
+noise_tag, band_tag, spec_tag = (probability_tag(n) for n in ("noise", "band", "spec"))
 
 
 for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
