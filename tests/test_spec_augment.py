@@ -22,7 +22,8 @@ def test_frequency_masks_are_bands_of_at_most_the_width_across_every_frame():
         bins = row.any(dim=1)
         assert torch.equal(row, bins[:, None].expand_as(row))     # a band holds every frame
         idx = _bands(bins)
-        assert idx == list(range(idx[0], idx[0] + len(idx))) if idx else True   # contiguous
+        if idx:
+            assert idx == list(range(idx[0], idx[-1] + 1))          # contiguous
         widths.add(len(idx))
     assert widths == {0, 1, 2, 3}
 
