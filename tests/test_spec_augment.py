@@ -102,15 +102,10 @@ def test_runs_with_masking_get_their_own_folder():
 
 
 def test_a_student_trains_with_masking_and_its_saved_model_has_none(tiny_corpus, tmp_path):
-    from kws_okd.data import gsc
     from kws_okd.train.checkpoint import load_model
     from kws_okd.train.run import train
-    manifests = tmp_path / "manifests"
-    gsc.prepare(tiny_corpus, manifests, task="35", ood_domains=["flite"])
-    cfg = load_recipe("student", ["data=gsc", f"data.root={tiny_corpus}", "data.task=35", "data.ood_domains=[flite]",
-                                  f"data.manifest_dir={manifests}", f"results_dir={tmp_path}/results", "epochs=1",
-                                  "batch_size=32", "progress=false", "distill=erm", "spec_augment.p=1.0"])
-    pt = train(cfg)
+    from tests.test_train import overrides
+    pt = train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=erm", "spec_augment.p=1.0")))
     assert pt.parent.parent.name.endswith("+spec1")
     model, blob = load_model(pt)
     assert model.feature_augment is None and blob["info"]["valid_acc"] is not None
