@@ -28,6 +28,7 @@ EXECUTION_KEYS = frozenset({"progress", "device", "threads", "ckpt_interval_minu
 BUDGET_KEYS = frozenset({"epochs", "steps"})
 # Augmentations only a student hears (the builders return None for a teacher's training):
 # a teacher's run is not judged by them, so `kws-okd run background_noise.p=0.5` reuses it.
+# A new student-only augmentation belongs here too.
 STUDENT_ONLY_KEYS = frozenset({"background_noise", "band_limit", "spec_augment"})
 # Manifest columns that depend on where the checkout lives, not on the data.
 PLACE_COLUMNS = frozenset({"wav"})
