@@ -148,7 +148,8 @@ def test_model_card(exported):
     assert "## Detection thresholds" in md and f"| {CLASSES[0]} | 0.8125 |" in md
 
 
-@pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"}])
+@pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"},
+                                      {"name": "logmel", "win_ms": 40, "hop_ms": 20}])
 def test_dft_frontend_matches_torchaudio(frontend):
     m = build_model("bcresnet1", 4, frontend=frontend).eval()
     assert check_frontend(m) <= 1e-4

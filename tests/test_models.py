@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -48,3 +50,21 @@ def test_bcresnet3_is_bcresnet_at_three_times_the_width():
     assert count_params(b3) == count_params(build_model("bcresnet", 12, tau=3.0))
     assert b3.backbone.stem[0].out_channels == 3 * build_model("bcresnet1", 12).backbone.stem[0].out_channels == 48
     assert b3(torch.zeros(2, 16000)).shape == (2, 12)
+
+
+def test_bcresnet2_20ms_recipe_is_twice_the_width_on_half_the_frames():
+    """``student=bcresnet2_20ms``: twice the width, half the frames. Its recipe builds 51
+    frames a second; BC-ResNet-2 is BC-ResNet at tau 2 (16 x 2 stem channels)."""
+    from omegaconf import OmegaConf
+    from kws_okd.train.run import model_config
+    recipe = OmegaConf.load(Path(__file__).parents[1] / "recipes/kws/student/bcresnet2_20ms.yaml")
+    m = build_model(**{**model_config(recipe), "num_classes": 12})
+    assert count_params(m) == count_params(build_model("bcresnet", 12, tau=2.0)) == 27_284
+    assert m.backbone.stem[0].out_channels == 32
+    with torch.no_grad():
+        assert m.frontend(torch.zeros(1, 16000)).shape == (1, 40, 51)
+        assert m(torch.zeros(2, 16000)).shape == (2, 12)
+    # Per second of audio: 1.49x BC-ResNet-1's multiply-accumulates (2.48 M), not the 3x
+    # that twice the width would cost on 10 ms frames.
+    b1 = count_macs(build_model("bcresnet1", 12))
+    assert 1.3 < count_macs(m) / b1 < 1.6

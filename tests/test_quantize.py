@@ -52,7 +52,8 @@ def test_per_column_weight_quantisation():
     assert (fake_quant_columns(w, s7) / s7).abs().max() <= 63 + 1e-4
 
 
-@pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"}])
+@pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"},
+                                      {"name": "logmel", "win_ms": 40, "hop_ms": 20}])
 def test_int8_frames_unquantised_equal_the_float_dft_frontend(frontend):
     m = build_model("bcresnet1", 4, frontend=frontend).eval()
     spec = frame_spec(m.frontend)

@@ -47,12 +47,13 @@ def synthetic(seconds: float, seed: int) -> np.ndarray:
     return (x / max(1.0, np.abs(x).max() / 0.95)).astype(np.float32)
 
 
-def calibrated_student(audio: np.ndarray):
-    """BC-ResNet-1 with random He-normal weights and batch-norm statistics measured on
-    ``audio`` (forward passes, no training): its posteriors follow the input."""
+def calibrated_student(audio: np.ndarray, name: str = "bcresnet1", frontend: dict | None = None):
+    """A BC-ResNet (BC-ResNet-1 by default) with random He-normal weights and batch-norm
+    statistics measured on ``audio`` (forward passes, no training): its posteriors follow
+    the input."""
     from kws_okd.models import build_model
     torch.manual_seed(0)
-    model = build_model("bcresnet1", len(CLASSES))
+    model = build_model(name, len(CLASSES), frontend=frontend)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -95,14 +96,14 @@ def parse(stdout: str) -> list[tuple]:
     return out
 
 
-@pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def make_student(root: Path, name: str = "bcresnet1", frontend: dict | None = None) -> dict:
+    """A calibrated student saved in ``root``, its test clip, its warmed fast-path cache, and
+    the detections of its full-window PyTorch model at a threshold far from every score."""
     from kws_okd.stream.fast import load_fast_model
     from kws_okd.train.checkpoint import save_model
-    root = tmp_path_factory.mktemp("student")
     audio = synthetic(8.0, seed=0)
-    model = calibrated_student(audio)
-    save_model(root / "model.pt", model, {"name": "bcresnet1"}, CLASSES)
+    model = calibrated_student(audio, name, frontend)
+    save_model(root / "model.pt", model, {"name": name, **({"frontend": frontend} if frontend else {})}, CLASSES)
     sf.write(str(root / "clip.wav"), audio, SR, subtype="FLOAT")
     fast = load_fast_model(root / "model.pt")   # warms the cache next to the model
     times, scores = full_window_scores(model, audio)
@@ -117,12 +118,17 @@ def student(tmp_path_factory):
                 torch_model=model, thr=thr, ref=ref)
 
 
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    return make_student(tmp_path_factory.mktemp("student"))
+
+
 def stream_args(student, *extra):
     return ["stream", "--model", str(student["model"]), "--threshold", f"{student['thr']:.9f}",
             "--keywords", ",".join(KEYWORDS), *extra]
 
 
-def test_default_stream_detections_equal_the_full_window_torch_model(student, capsys):
+def assert_streams_like_full_window_model(student, capsys):
     assert main(stream_args(student, "--wav", str(student["wav"]))) == 0
     out, err = capsys.readouterr()
     got = parse(out)
@@ -130,6 +136,19 @@ def test_default_stream_detections_equal_the_full_window_torch_model(student, ca
     assert [g[:2] for g in got] == [(round(d.time_s, 2), d.keyword) for d in student["ref"]]
     assert np.allclose([g[2] for g in got], [d.score for d in student["ref"]], atol=6e-4)
     assert student["fast"].meta["posterior_max_abs_diff"] <= 1e-4
+
+
+def test_default_stream_detections_equal_the_full_window_torch_model(student, capsys):
+    assert_streams_like_full_window_model(student, capsys)
+
+
+def test_a_student_on_20ms_frames_streams_like_its_full_window_model(tmp_path, capsys):
+    """``student=bcresnet2_20ms``: 40 ms windows at a 20 ms hop (51 frames a second) go
+    through the same NumPy framing and ONNX classifier as the default 10 ms frames."""
+    st = make_student(tmp_path, "bcresnet2", {"name": "logmel", "n_mels": 40, "win_ms": 40, "hop_ms": 20})
+    with torch.no_grad():
+        assert st["torch_model"].frontend(torch.zeros(1, SR)).shape == (1, 40, 51)
+    assert_streams_like_full_window_model(st, capsys)
 
 
 def test_traces_from_worker_processes_equal_those_made_here(student, tmp_path):
