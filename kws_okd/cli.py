@@ -104,7 +104,8 @@ def main(argv=None):
     c.add_argument("--shift-suite", choices=["none", "compact", "full"], default="none",
                    help="also score every model on this shifted-speech suite (compact: about 2 more "
                         "minutes on 2 CPU cores; left out by default to keep `make run` within 30 min)")
-    c.add_argument("--student", default="bcresnet1")
+    c.add_argument("--student", default="bcresnet2_20ms",
+                   help="student recipe (recipes/kws/student/); bcresnet1 is the 10 k-parameter one")
     c.add_argument("--jobs", type=int, default=None,
                    help="worker processes for training the students (one thread each) and scoring the long "
                         "recordings (default: one per core, at most 4)")

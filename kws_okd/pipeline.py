@@ -252,7 +252,7 @@ def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> dict[
     return paths
 
 
-def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet1",
+def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet2_20ms",
                  teacher_overrides=(), out=None, shift_suite: str | None = "compact",
                  reference_teachers=(), long_audio_minutes: float | None = 8.0, jobs: int | None = None) -> dict:
     overrides = list(overrides)

@@ -96,4 +96,4 @@ def test_runs_with_noise_get_their_own_folders_and_the_trainer_noises_every_batc
     assert load_recipe("student", ["background_noise.p=0.5"]).exp_dir.endswith("okd+context0.5+noise0.5/seed0")
     pt = train_with_spy(monkeypatch, BackgroundNoise, tiny_corpus, tmp_path, "context_speech.p=0",
                         "background_noise.p=1.0")
-    assert pt.parent.parent.name == "bcresnet1-erm+noise1"
+    assert pt.parent.parent.name == "bcresnet2-erm+noise1"

@@ -82,4 +82,4 @@ def test_runs_with_a_band_limit_get_their_own_folders_and_every_batch_is_limited
     assert band_tag(0) == "" and band_tag("0.5") == "+band0.5"
     assert load_recipe("student", ["band_limit.p=0.5"]).exp_dir.endswith("okd+context0.5+band0.5/seed0")
     pt = train_with_spy(monkeypatch, BandLimit, tiny_corpus, tmp_path, "context_speech.p=0", "band_limit.p=1.0")
-    assert pt.parent.parent.name == "bcresnet1-erm+band1"
+    assert pt.parent.parent.name == "bcresnet2-erm+band1"

@@ -121,7 +121,7 @@ def test_compare_sweep_is_twelve_methods_by_three_seeds():
 
 def test_okd_rnc_keeps_its_run_folder():
     cfg = load_recipe("student", ["+method=okd_rnc"])
-    assert cfg.augment.name == "policy" and cfg.exp_dir.endswith("bcresnet1-okd+rnc+context0.5/seed0")
+    assert cfg.augment.name == "policy" and cfg.exp_dir.endswith("bcresnet2-okd+rnc+context0.5/seed0")
 
 
 # -- the tool, end to end on a tiny corpus -------------------------------------------------

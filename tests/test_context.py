@@ -105,13 +105,13 @@ def test_runs_with_context_get_their_own_folders_and_teacher():
     assert context_tag(0) == "" and context_tag("0.5") == "+context0.5"
     assert context_tag(0.5, "context") == "+context0.5+teacherctx"
     plain, ctx = load_recipe("student", ["context_speech.p=0"]), load_recipe("student", [])   # on by default
-    assert plain.exp_dir.endswith("bcresnet1-okd/seed0")
-    assert ctx.exp_dir.endswith("bcresnet1-okd+context0.5/seed0")
+    assert plain.exp_dir.endswith("bcresnet2-okd/seed0")
+    assert ctx.exp_dir.endswith("bcresnet2-okd+context0.5/seed0")
     # The teacher hears clean words by default: students share the teacher trained without context.
     assert "teacher-speech_embedding/seed0" in ctx.teacher_ckpt == plain.teacher_ckpt
     assert load_recipe("teacher", ["context_speech.p=0.5"]).exp_dir.endswith("speech_embedding/seed0")
     both = ["context_speech.p=0.5", "context_speech.teacher_hears=context"]
-    assert load_recipe("student", both).exp_dir.endswith("bcresnet1-okd+context0.5+teacherctx/seed0")
+    assert load_recipe("student", both).exp_dir.endswith("bcresnet2-okd+context0.5+teacherctx/seed0")
     assert "teacher-speech_embedding+context0.5/seed0" in load_recipe("student", both).teacher_ckpt
     assert load_recipe("teacher", both).exp_dir.endswith("speech_embedding+context0.5/seed0")
 

@@ -9,8 +9,8 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     ov = overrides(tiny_corpus, tmp_path) + ["data.task=12", "data.real_negatives=1.0"]
     report = run_pipeline(ov, methods=("erm", "okd_real"), seeds=(0,), out=out, shift_suite="compact",
                           reference_teachers=("resnet",), long_audio_minutes=0.5)
-    assert set(report["models"]) == {"teacher", "teacher-resnet", "bcresnet1-erm/seed0",
-                                     "bcresnet1-okd_real/seed0"}
+    assert set(report["models"]) == {"teacher", "teacher-resnet", "bcresnet2_20ms-erm/seed0",
+                                     "bcresnet2_20ms-okd_real/seed0"}
     assert report["models"]["teacher"]["method"] == "erm"
     # The teacher trains without the real-speech _unknown_ windows; the students keep them.
     from pathlib import Path
@@ -21,7 +21,7 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert [r for r in full if r["domain"] != "real_speech"] == read_manifest(without) != full
     config = Path(report["models"]["teacher"]["path"]).with_name("config.yaml").read_text()
     assert "train_without_domains:\n- real_speech\n" in config
-    config = Path(report["models"]["bcresnet1-okd_real/seed0"]["path"]).with_name("config.yaml").read_text()
+    config = Path(report["models"]["bcresnet2_20ms-okd_real/seed0"]["path"]).with_name("config.yaml").read_text()
     assert "train_without_domains: []\n" in config
     # Its OKD moves half of the teacher's command-word probability on real audio alone to _unknown_ (rule 11).
     assert "reject_class: auto\n" in config and "reject_share: 0.5\n" in config
@@ -40,17 +40,17 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert 0.0 <= summary["methods"]["okd_real"]["kwcall_real"]["mean"] <= 1.0
     assert "| kw calls % |" in (out / "summary.md").read_text()
     text = (out / "summary.md").read_text()
-    assert "| bcresnet1-okd_real |" in text and "klettres-data" in text and "`real`" in text
+    assert "| bcresnet2_20ms-okd_real |" in text and "klettres-data" in text and "`real`" in text
     assert "| teacher-resnet (erm) |" in text
     assert (out / "shift" / "severity.md").exists()
     # Long audio: thresholds chosen on the validation recording are stored in the student's
     # model file, and the test recordings report FRR at fixed false-alarm rates.
     import torch
-    blob = torch.load(report["models"]["bcresnet1-erm/seed0"]["path"], weights_only=True)
+    blob = torch.load(report["models"]["bcresnet2_20ms-erm/seed0"]["path"], weights_only=True)
     thr = blob["stream"]["thresholds"]
     assert set(thr) == {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
     assert all(0.5 <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
-    r = report["models"]["bcresnet1-okd_real/seed0"]
+    r = report["models"]["bcresnet2_20ms-okd_real/seed0"]
     from kws_okd.evaluate.real_prompts import prompt_folder
     real = prompt_folder() is not None   # Asterisk's prompts: installed by the set-up
     assert set(r["long_audio"]) == {"test_clean", "test_snr5", "test_sentences"} | ({"test_real_prompts"} if real else set())
@@ -112,7 +112,7 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     from pathlib import Path
 
     from kws_okd.stream.fast import embedded_entry, model_digest
-    student = Path(report["models"]["bcresnet1-erm/seed0"]["path"])
+    student = Path(report["models"]["bcresnet2_20ms-erm/seed0"]["path"])
     assert (student.parent / ".kws-okd-cache" / f"stream-{model_digest(student)[:20]}" / "fast.json").is_file()
     carried = json.loads(embedded_entry(student)["fast.json"])
     assert carried["stream"]["thresholds"] == thr != {}
@@ -120,7 +120,7 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert (out / "curves.png").exists() and summary["methods"]["erm"]["steps"] > 0
     # The students trained side by side, one thread each, and counted their steps.
     from kws_okd.train.sweep import read_progress
-    for name in ("bcresnet1-erm/seed0", "bcresnet1-okd_real/seed0"):
+    for name in ("bcresnet2_20ms-erm/seed0", "bcresnet2_20ms-okd_real/seed0"):
         run = Path(report["models"][name]["path"]).parent
         assert "threads: 1" in (run / "config.yaml").read_text().splitlines()
         done, total = read_progress(run)

@@ -50,7 +50,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_corpus, te
 
     proc = subprocess.Popen(CLI + args(tmp_path / "cut"), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    save = tmp_path / "cut" / "gsc_task35" / "bcresnet1-okd+context0.5" / "seed0" / "save"
+    save = tmp_path / "cut" / "gsc_task35" / "bcresnet2-okd+context0.5" / "seed0" / "save"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if save.exists() and _intra_epoch_ckpt(save):
@@ -64,7 +64,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_corpus, te
     done = subprocess.run(CLI + args(tmp_path / "cut"), env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    a = torch.load(tmp_path / "ref/gsc_task35/bcresnet1-okd+context0.5/seed0/model.pt", weights_only=True)
+    a = torch.load(tmp_path / "ref/gsc_task35/bcresnet2-okd+context0.5/seed0/model.pt", weights_only=True)
     b = torch.load(save.parent / "model.pt", weights_only=True)
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # bitwise on CPU

@@ -69,7 +69,7 @@ def test_teacher_then_okd_student_then_report(tiny_corpus, tmp_path):
     assert (out / "confusion_okd_test_ood_flite.png").stat().st_size > 1000
 
     # Resume: asking for one more epoch continues from the saved epoch counter.
-    train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=okd", "seed=2",
+    train(load_recipe("student", overrides(tiny_corpus, tmp_path, "distill=okd", "seed=2", "student=bcresnet1",
                                            "epochs=2")))
     log = (s_pt.parent / "train_log.txt").read_text()
     assert log.count("epoch: 1,") == 1 and log.count("epoch: 2,") == 1
