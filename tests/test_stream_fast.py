@@ -144,7 +144,7 @@ def test_default_stream_detections_equal_the_full_window_torch_model(student, ca
 
 def test_a_student_on_20ms_frames_streams_like_its_full_window_model(tmp_path, capsys):
     """``student=bcresnet2_20ms``: 40 ms windows at a 20 ms hop (51 frames a second) go
-    through the same NumPy framing and ONNX classifier as the default 10 ms frames."""
+    through the same NumPy framing and ONNX classifier as BC-ResNet-1's 10 ms frames."""
     st = make_student(tmp_path, "bcresnet2", {"name": "logmel", "n_mels": 40, "win_ms": 40, "hop_ms": 20})
     with torch.no_grad():
         assert st["torch_model"].frontend(torch.zeros(1, SR)).shape == (1, 40, 51)
