@@ -49,7 +49,9 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     blob = torch.load(report["models"]["bcresnet2_20ms-erm/seed0"]["path"], weights_only=True)
     thr = blob["stream"]["thresholds"]
     assert set(thr) == {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
-    assert all(0.5 <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
+    from kws_okd.pipeline import THRESHOLD_FLOOR
+    assert all(THRESHOLD_FLOOR <= v < 1.0 for v in thr.values()) and blob["stream"]["target_fa_per_hour"] == 1.0
+    assert f"none below {THRESHOLD_FLOOR}" in blob["stream"]["chosen_on"]
     r = report["models"]["bcresnet2_20ms-okd_real/seed0"]
     from kws_okd.evaluate.real_prompts import prompt_folder
     real = prompt_folder() is not None   # Asterisk's prompts: installed by the set-up

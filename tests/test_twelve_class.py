@@ -184,3 +184,7 @@ def test_thresholds_from_several_recordings_keep_each_free_of_false_alarms(tmp_p
     assert score[0.3] < one["yes"] <= score[0.3] + 0.011
     assert score[0.5] < both["yes"] <= score[0.5] + 0.011   # the louder stray sets it
     assert calibrate(_LoudnessSaysYes(), classes, wavs[::-1], cfg) == both
+    # A floor raises a threshold that would sit below it, and leaves one above it alone.
+    assert calibrate(_LoudnessSaysYes(), classes, wavs, cfg, floor=0.98) == {"yes": 0.98}
+    above = calibrate(_LoudnessSaysYes(), classes, wavs, cfg, floor=score[0.3])["yes"]
+    assert score[0.5] < above <= score[0.5] + 0.011   # the grid starts at the floor: same band

@@ -168,21 +168,21 @@ def _frr(op):
                                         latency_median_s=op["latency_median_s"])
 
 
-def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
-    """Per-keyword thresholds (:func:`choose_thresholds`) on one recording or several:
-    with several, each keyword takes the highest of its thresholds, the lowest that keeps
-    every recording within its share of false alarms."""
+def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = 0.5) -> dict:
+    """Per-keyword thresholds (:func:`choose_thresholds`, none below ``floor``) on one
+    recording or several: with several, each keyword takes the highest of its thresholds,
+    the lowest that keeps every recording within its share of false alarms."""
     wavs = [wavs] if isinstance(wavs, (str, Path)) else wavs
     return calibrate_traces([(trace(model, classes, w, config), read_labels(Path(w).with_suffix(".csv")))
-                             for w in wavs], config, fa_per_hour)
+                             for w in wavs], config, fa_per_hour, floor)
 
 
-def calibrate_traces(traced_labels, config: StreamConfig, fa_per_hour: float = 1.0) -> dict:
+def calibrate_traces(traced_labels, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = 0.5) -> dict:
     """:func:`calibrate` from ``(trace, labels)`` pairs of the recordings."""
     out: dict[str, float] = {}
     for (times, scores, keywords, dur), labels in traced_labels:
         for k, t in choose_thresholds(times, scores, labels, keywords, dur, config.refractory_s,
-                                      fa_per_hour).items():
+                                      fa_per_hour, floor).items():
             out[k] = max(out.get(k, 0.0), t)
     return out
 
