@@ -47,13 +47,16 @@ def synthetic(seconds: float, seed: int) -> np.ndarray:
     return (x / max(1.0, np.abs(x).max() / 0.95)).astype(np.float32)
 
 
-def calibrated_student(audio: np.ndarray, name: str = "bcresnet1", frontend: dict | None = None):
-    """A BC-ResNet (BC-ResNet-1 by default) with random He-normal weights and batch-norm
-    statistics measured on ``audio`` (forward passes, no training): its posteriors follow
-    the input."""
+BCRESNET1 = {"name": "bcresnet1"}
+
+
+def calibrated_student(audio: np.ndarray, model_cfg: dict = BCRESNET1):
+    """A BC-ResNet (``model_cfg`` as a model file stores it; BC-ResNet-1 by default) with
+    random He-normal weights and batch-norm statistics measured on ``audio`` (forward
+    passes, no training): its posteriors follow the input."""
     from kws_okd.models import build_model
     torch.manual_seed(0)
-    model = build_model(name, len(CLASSES), frontend=frontend)
+    model = build_model(**model_cfg, num_classes=len(CLASSES))
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -96,14 +99,14 @@ def parse(stdout: str) -> list[tuple]:
     return out
 
 
-def make_student(root: Path, name: str = "bcresnet1", frontend: dict | None = None) -> dict:
+def make_student(root: Path, model_cfg: dict = BCRESNET1) -> dict:
     """A calibrated student saved in ``root``, its test clip, its warmed fast-path cache, and
     the detections of its full-window PyTorch model at a threshold far from every score."""
     from kws_okd.stream.fast import load_fast_model
     from kws_okd.train.checkpoint import save_model
     audio = synthetic(8.0, seed=0)
-    model = calibrated_student(audio, name, frontend)
-    save_model(root / "model.pt", model, {"name": name, **({"frontend": frontend} if frontend else {})}, CLASSES)
+    model = calibrated_student(audio, model_cfg)
+    save_model(root / "model.pt", model, model_cfg, CLASSES)
     sf.write(str(root / "clip.wav"), audio, SR, subtype="FLOAT")
     fast = load_fast_model(root / "model.pt")   # warms the cache next to the model
     times, scores = full_window_scores(model, audio)
@@ -145,7 +148,11 @@ def test_default_stream_detections_equal_the_full_window_torch_model(student, ca
 def test_a_student_on_20ms_frames_streams_like_its_full_window_model(tmp_path, capsys):
     """``student=bcresnet2_20ms``: 40 ms windows at a 20 ms hop (51 frames a second) go
     through the same NumPy framing and ONNX classifier as BC-ResNet-1's 10 ms frames."""
-    st = make_student(tmp_path, "bcresnet2", {"name": "logmel", "n_mels": 40, "win_ms": 40, "hop_ms": 20})
+    from omegaconf import OmegaConf
+
+    from kws_okd.train.run import model_config
+    recipe = OmegaConf.load(Path(__file__).parents[1] / "recipes/kws/student/bcresnet2_20ms.yaml")
+    st = make_student(tmp_path, model_config(recipe))
     with torch.no_grad():
         assert st["torch_model"].frontend(torch.zeros(1, SR)).shape == (1, 40, 51)
     assert_streams_like_full_window_model(st, capsys)
@@ -190,7 +197,7 @@ def test_cache_entries_are_checked_keyed_by_the_model_file_and_atomic(student, t
     assert entries() == [a.folder.name]
     # Another model file at the same path gets its own entry.
     other = calibrated_student(student["audio"][::-1].copy())
-    save_model(model, other, {"name": "bcresnet1"}, CLASSES)
+    save_model(model, other, BCRESNET1, CLASSES)
     c = fast.load_fast_model(model, log=logs.append)
     assert len(logs) == 2 and c.folder != a.folder and len(entries()) == 2
     # A damaged entry is rebuilt, not trusted.
@@ -198,7 +205,7 @@ def test_cache_entries_are_checked_keyed_by_the_model_file_and_atomic(student, t
     d = fast.load_fast_model(model, log=logs.append)
     assert d.folder == c.folder and any("rebuilding" in m for m in logs) and len(entries()) == 2
     # An entry that fails the check against PyTorch is never published (nor left half-built).
-    save_model(model, calibrated_student(student["audio"][SR:]), {"name": "bcresnet1"}, CLASSES)
+    save_model(model, calibrated_student(student["audio"][SR:]), BCRESNET1, CLASSES)
     monkeypatch.setattr(fast, "TOLERANCE", -1.0)
     with pytest.raises(ConfigError, match="differs from PyTorch"):
         fast.load_fast_model(model)
