@@ -36,6 +36,7 @@ from kws_okd.stream.longaudio import (EARLY_S, LATE_S, compose_long_audio, match
 from kws_okd.utils.atomic import write_json
 
 FA_RATES = (0.5, 1.0, 2.0)
+LOWEST_THRESHOLD = 0.5   # the default floor of chosen thresholds; `make run` asks for pipeline.THRESHOLD_FLOOR
 
 
 # -- scoring ------------------------------------------------------------------------
@@ -69,7 +70,7 @@ def batch_trace(model, classes, wav, config: StreamConfig | None = None, sample_
 
 
 def choose_thresholds(times, scores, labels, keywords, duration_s: float, refractory_s: float,
-                      fa_per_hour: float = 1.0, floor: float = 0.5) -> dict[str, float]:
+                      fa_per_hour: float = 1.0, floor: float = LOWEST_THRESHOLD) -> dict[str, float]:
     """Per keyword, the lowest threshold whose own false alarms on this recording stay
     within an even share of ``fa_per_hour`` (at least ``floor``). On a recording of
     minutes the share is below one alarm, so this is the lowest threshold with none:
@@ -168,7 +169,7 @@ def _frr(op):
                                         latency_median_s=op["latency_median_s"])
 
 
-def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = 0.5) -> dict:
+def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = LOWEST_THRESHOLD) -> dict:
     """Per-keyword thresholds (:func:`choose_thresholds`, none below ``floor``) on one
     recording or several: with several, each keyword takes the highest of its thresholds,
     the lowest that keeps every recording within its share of false alarms."""
@@ -177,7 +178,7 @@ def calibrate(model, classes, wavs, config: StreamConfig, fa_per_hour: float = 1
                              for w in wavs], config, fa_per_hour, floor)
 
 
-def calibrate_traces(traced_labels, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = 0.5) -> dict:
+def calibrate_traces(traced_labels, config: StreamConfig, fa_per_hour: float = 1.0, floor: float = LOWEST_THRESHOLD) -> dict:
     """:func:`calibrate` from ``(trace, labels)`` pairs of the recordings."""
     out: dict[str, float] = {}
     for (times, scores, keywords, dur), labels in traced_labels:
