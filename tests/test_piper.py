@@ -159,3 +159,22 @@ def test_recordings_of_a_corpus_use_its_engine_options(tmp_path):
     (tmp_path / "corpus.json").write_text(json.dumps({"spec": {"families": ["espeak", "piper"]}}))
     assert corpus_engine_options({"root": str(tmp_path)}) == {}
     assert corpus_engine_options({}) == {}
+
+
+@needs_piper
+def test_sentences_of_a_noisy_corpus_are_spoken_with_its_noise_and_rebuilt_without_it(tmp_path):
+    import json
+
+    from kws_okd.audio.io import read_audio
+    from kws_okd.evaluate.sentences import build_sentences
+    noisy = {"piper": {"noise": 1.0}}
+    wav = build_sentences([], ["yes", "no"], tmp_path, minutes=0.15, voices=[joe()], engine_options=noisy)
+    first = read_audio(wav, SR, warn=False)
+    assert json.loads(wav.with_suffix(".json").read_text())["settings"]["engine_options"] == noisy
+    stamp = wav.stat().st_mtime_ns
+    assert build_sentences([], ["yes", "no"], tmp_path, minutes=0.15, voices=[joe()],
+                           engine_options=noisy) == wav and wav.stat().st_mtime_ns == stamp   # reused
+    build_sentences([], ["yes", "no"], tmp_path, minutes=0.15, voices=[joe()])
+    calm = read_audio(wav, SR, warn=False)
+    assert "engine_options" not in json.loads(wav.with_suffix(".json").read_text())["settings"]
+    assert len(calm) == len(first) and not np.allclose(calm, first, atol=1e-3)

@@ -518,7 +518,7 @@ class Piper(Engine):
         return _replay(np.concatenate(chunks).astype(np.float32), factor, model.config.sample_rate, sample_rate)
 
 
-_NOISE_INPUT = "kws_okd_noise_{}"
+_NOISE_INPUT = "kws_okd_noise_"   # + the draw's number: the inputs that replace them
 
 
 def _seeded_vits(path: Path) -> bytes:
@@ -536,7 +536,7 @@ def _seeded_vits(path: Path) -> bytes:
             nodes.append(node)
             continue
         like, out, p = node.input[0], node.output[0], f"{node.name or 'rnl'}_seeded{k}"
-        buf = _NOISE_INPUT.format(k)
+        buf = f"{_NOISE_INPUT}{k}"
         graph.input.append(helper.make_tensor_value_info(buf, TensorProto.FLOAT, ["n"]))
         nodes += [
             helper.make_node("Shape", [like], [f"{p}_shape"]),
@@ -566,7 +566,7 @@ class _SeededVITS:
     def __init__(self, graph: bytes, opts):
         import onnxruntime as ort
         self._session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
-        self._inputs = sorted(i.name for i in self._session.get_inputs() if i.name.startswith("kws_okd_noise_"))
+        self._inputs = sorted(i.name for i in self._session.get_inputs() if i.name.startswith(_NOISE_INPUT))
         self._seed = None
         self._runs = 0
 

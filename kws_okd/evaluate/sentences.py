@@ -100,15 +100,14 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
         raise DataError(f"unknown sentence texts {texts!r}; known: {sorted(TEXTS)}")
     carriers, negatives = TEXTS[texts]
     rng = np.random.default_rng(seed)
-    speakers = []
+    speakers, engine_options = [], engine_options or {}
     if voices:
-        engine_options = engine_options or {}
         engines = {v.family: get_engine(v.family, **engine_options.get(v.family, {})) for v in voices}
         speakers = [(v.family, engines[v.family], v) for v in voices]
         families = sorted(engines)
     else:
         for fam in families:
-            engine = get_engine(fam, **(engine_options or {}).get(fam, {}))
+            engine = get_engine(fam, **engine_options.get(fam, {}))
             speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
     total = int(minutes * 60 * sample_rate)
     audio = np.zeros(total, dtype=np.float32)
