@@ -5,7 +5,7 @@
 For each model: clip accuracy on the ID / OOD test sets and the real-speech dev set;
 per-keyword thresholds chosen for 1 FA/h on the validation recordings, isolated words and
 sentences of the training families' validation voices, as ``make run`` chooses them
-(``--thresholds-on isolated``: the isolated-word one only; not written into the model
+(none below its ``THRESHOLD_FLOOR``; ``--thresholds-on isolated``: the isolated-word one only; not written into the model
 file, unlike ``make run``); then, on the clean isolated-word test recording and
 on the keywords-inside-sentences recording and on real people's sentences (Asterisk's
 prompts, when installed), the FRR and false alarms per hour at those
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
     from kws_okd.evaluate.long_audio import calibrate, frr_at, score_at_thresholds, score_recording, trace
     from kws_okd.evaluate.report import evaluate
-    from kws_okd.pipeline import (TEST_RECORDINGS, corpus_noise_dir, heldout_real_windows,
+    from kws_okd.pipeline import (TEST_RECORDINGS, THRESHOLD_FLOOR, corpus_noise_dir, heldout_real_windows,
                                   long_audio_recordings, prepare_data, real_dev_set, teacher_agreement,
                                   validation_recordings)
     from kws_okd.stream.engine import StreamConfig
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         except FastPathUnavailable:
             pass
         valid = [recs["valid"]] if a.thresholds_on == "isolated" else validation_recordings(recs)
-        thr = calibrate(model, blob["classes"], valid, scfg, 1.0)
+        thr = calibrate(model, blob["classes"], valid, scfg, 1.0, THRESHOLD_FLOOR)
         r = dict(id_acc=row["id_acc"], ood_acc=row["ood_acc"], real_acc=row.get("real_acc"),
                  real_sets={k: v["acc"] for k, v in row["sets"].items() if k.startswith("real")},
                  thresholds=thr, **({"agree": agree[name]["agree"]} if name in agree else {}))
