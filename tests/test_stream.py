@@ -344,3 +344,32 @@ def test_ring_buffer_and_resampler_invariance():
     from kws_okd.stream.resample import kaiser_lowpass
     for n, cutoff in ((2 * 10 * 441 + 1, 1 / 441), (201, 1 / 3)):
         assert np.abs(kaiser_lowpass(n, cutoff) - firwin(n, cutoff, window=("kaiser", 5.0))).max() < 1e-15
+
+
+def test_noisy_valid_keeps_the_words_and_adds_the_noise(long_recording, tmp_path):
+    from kws_okd.errors import DataError
+    from kws_okd.evaluate.long_audio import KEYWORD_SHARE, build_noisy_valid
+    root = long_recording["root"]
+    la = tmp_path / "long_audio"
+    la.mkdir()
+    from kws_okd.data.manifest import read_manifest
+    write_manifest(la / "pool_valid.csv", read_manifest(root / "test.csv"))   # absolute paths
+    compose_long_audio(la / "pool_valid.csv", la / "valid.wav", minutes=0.5, keywords=["kwa", "kwb"], seed=4,
+                       keyword_share=KEYWORD_SHARE)
+    noisy = build_noisy_valid(la, root / "noise", tmp_path / "out", 5.0)
+    assert noisy == tmp_path / "out" / "valid_snr5.wav"
+    assert noisy.with_suffix(".csv").read_text() == (la / "valid.csv").read_text()   # same words, same places
+    clean, noisy_x = sf.read(str(la / "valid.wav"))[0], sf.read(str(noisy))[0]
+    labels = read_labels(la / "valid.csv")
+    speech = np.zeros(len(clean), bool)
+    for lb in labels:
+        speech[int(lb["start_s"] * SR):int(lb["end_s"] * SR)] = True
+    # The composer may scale a mix down to keep its peak: take the speech's share by least
+    # squares (the clean recording holds a -60 dB dither besides it), the rest is the noise.
+    k = float(np.dot(noisy_x, clean) / np.dot(clean, clean))
+    level = np.sqrt(np.mean((k * clean[speech]) ** 2))
+    snr = 20 * np.log10(level / np.sqrt(np.mean((noisy_x - k * clean) ** 2)))
+    assert 4.0 < snr < 6.0, snr
+    (la / "valid.json").unlink()
+    with pytest.raises(DataError, match="valid.json: no record of the valid recording"):
+        build_noisy_valid(la, root / "noise", tmp_path / "out", 5.0)

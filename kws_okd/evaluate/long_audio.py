@@ -36,6 +36,7 @@ from kws_okd.stream.longaudio import (EARLY_S, LATE_S, compose_long_audio, match
 from kws_okd.utils.atomic import write_json
 
 FA_RATES = (0.5, 1.0, 2.0)
+KEYWORD_SHARE = 0.35     # of the words in the isolated-word recordings
 LOWEST_THRESHOLD = 0.5   # the default floor of chosen thresholds; `make run` asks for pipeline.THRESHOLD_FLOOR
 
 
@@ -314,8 +315,28 @@ def build_long_audio(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None
         info = compose_long_audio(out_dir / f"pool_{name.split('_')[0]}.csv", out_dir / f"{name}.wav",
                                   minutes=minutes, keywords=keywords,
                                   noise_dir=None if snr is None else corpus_noise_dir, snr_db=snr,
-                                  seed=seed + (0 if name == "valid" else 1), keyword_share=0.35)
+                                  seed=seed + (0 if name == "valid" else 1), keyword_share=KEYWORD_SHARE)
         out[name] = out_dir / f"{name}.wav"
         recordings[name] = dict(n_keywords=info["n_keywords"], n_fillers=info["n_fillers"])
     write_json(stamp, {"settings": want, "recordings": recordings})
+    return out
+
+
+def build_noisy_valid(long_audio_dir, corpus_noise_dir, out_dir, snr_db: float) -> Path:
+    """``valid_snr<N>.wav`` (+ labels) in ``out_dir``: the ``valid`` recording that
+    :func:`build_long_audio` wrote into ``long_audio_dir``, composed again from its own pool,
+    keywords, length and seed, with the corpus's noise files at ``snr_db``. The words fall
+    at the same places (the composer draws the noise after the speech), so what changes
+    between the two is the noise: a way to choose between variants on noisy speech without
+    reading a test recording."""
+    from kws_okd.errors import DataError
+    long_audio_dir = Path(long_audio_dir)
+    stamp = long_audio_dir / "valid.json"
+    if not stamp.is_file():
+        raise DataError(f"{stamp}: no record of the valid recording (build the long recordings first)")
+    info = json.loads(stamp.read_text())
+    out = Path(out_dir) / f"valid_snr{snr_db:g}.wav"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compose_long_audio(long_audio_dir / "pool_valid.csv", out, minutes=info["minutes"], keywords=info["keywords"],
+                       noise_dir=corpus_noise_dir, snr_db=snr_db, seed=info["seed"], keyword_share=KEYWORD_SHARE)
     return out
