@@ -4,7 +4,7 @@ docs/twelve_class.md decide between them.
     python tools/compare_variants.py --seeds 0,1,2 --out results/compare_noise \\
         base=results/synth_default_task12/bcresnet2-okd+real+context0.5/seed{seed}/model.pt \\
         noise=results_noise/synth_default_task12/bcresnet2-okd+real+context0.5+noise0.5/seed{seed}/model.pt \\
-        --valid-snr 5
+        --valid-snr 5 --overrides data.name=...   # overrides last: they take every word after them
 
 Every model is scored as it ships: at the hop, smoothing and per-keyword thresholds its
 ``model.pt`` stores (``make run`` chooses them). Recordings are the validation ones of the
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("variants", nargs="+", help="name=path/with/seed{seed}/model.pt (the first is the baseline)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--overrides", nargs="*", default=[], help="data overrides picking the corpus, as for make run")
+    ap.add_argument("--overrides", nargs="*", default=[],
+                    help="data overrides picking the corpus, as for make run (after the variants)")
     ap.add_argument("--valid-snr", type=float, help="also score a copy of the valid recording at this SNR (dB)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes for the traces")
     a = ap.parse_args(argv)
