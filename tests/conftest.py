@@ -66,3 +66,20 @@ def _quiet_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         yield
+
+
+def tool_exit(tool, argv) -> int:
+    """Run a script under tools/ as ``python tools/<tool> argv...`` would, and return the
+    code it exits with (argparse's errors exit 2)."""
+    import runpy
+    import sys
+    from pathlib import Path
+    path = str(Path(__file__).resolve().parents[1] / "tools" / tool)
+    old = sys.argv
+    sys.argv = [path, *argv]
+    try:
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(path, run_name="__main__")
+    finally:
+        sys.argv = old
+    return e.value.code

@@ -1,11 +1,12 @@
 """tools/compare_variants.py: validation figures of a model from its traces, the
 comparison over seeds, and the command line's errors."""
 import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import tool_exit
 
 TOOL = str(Path(__file__).resolve().parents[1] / "tools" / "compare_variants.py")
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -91,11 +92,5 @@ def test_cli_names_bad_variants(tmp_path, capsys, args, msg):
     for s in (0, 1, 2):
         (tmp_path / f"m{s}.pt").write_bytes(b"")
     argv = [a.format(tmp=tmp_path) for a in args]
-    old = sys.argv
-    sys.argv = [TOOL, "--out", str(tmp_path / "out"), *argv]
-    try:
-        with pytest.raises(SystemExit) as e:
-            runpy.run_path(TOOL, run_name="__main__")
-    finally:
-        sys.argv = old
-    assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert tool_exit("compare_variants.py", ["--out", str(tmp_path / "out"), *argv]) == 2
+    assert msg in capsys.readouterr().err

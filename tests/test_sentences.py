@@ -90,17 +90,8 @@ def test_sentence_recording_is_built_once_and_deterministic(tmp_path):
 
 
 def test_eval_detection_tool_names_bad_model_arguments(tmp_path, capsys):
-    import runpy
-    import sys
-    from pathlib import Path
-    tool = str(Path(__file__).resolve().parents[1] / "tools" / "eval_detection.py")
+    from tests.conftest import tool_exit
     for args, msg in ((["erm"], "models must be name=path"),
                       ([f"erm={tmp_path / 'none.pt'}"], "no such model file")):
-        old = sys.argv
-        sys.argv = [tool, "--out", str(tmp_path), *args]
-        try:
-            with pytest.raises(SystemExit) as e:
-                runpy.run_path(tool, run_name="__main__")
-        finally:
-            sys.argv = old
-        assert e.value.code == 2 and msg in capsys.readouterr().err
+        assert tool_exit("eval_detection.py", ["--out", str(tmp_path), *args]) == 2
+        assert msg in capsys.readouterr().err
