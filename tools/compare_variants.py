@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     from kws_okd.evaluate.long_audio import build_noisy_valid, trace_files
     from kws_okd.pipeline import heldout_real_windows, long_audio_recordings, real_dev_set
     from kws_okd.stream.engine import StreamConfig
-    from kws_okd.stream.fast import load_fast_model
+    from kws_okd.stream.fast import FastPathUnavailable, load_fast_model
     from kws_okd.stream.longaudio import read_labels
     from kws_okd.train.checkpoint import load_model
     from kws_okd.train.config import load_recipe
@@ -211,7 +211,10 @@ def main(argv=None) -> int:
             if not blob_stream.get("thresholds"):
                 ap.error(f"{p}: stores no detection thresholds (make run's evaluation writes them)")
             stored[(name, s)] = blob_stream
-            load_fast_model(p, a.out / "fast_models")   # built once here, not in every worker
+            try:
+                load_fast_model(p, a.out / "fast_models")   # built once here, not in every worker
+            except FastPathUnavailable:
+                pass   # traced in PyTorch instead (trace_files falls back by itself)
     by_config: dict = {}
     for (name, s), st in stored.items():   # models at different hops are traced apart
         key = (float(st["hop_ms"]), int(st["smooth"]))
