@@ -60,14 +60,14 @@ def score_traces(traces: dict, labels: dict, stream: dict, snr_name: str | None 
     :func:`kws_okd.evaluate.long_audio.trace`), the recordings' ``labels`` and the model's
     stored ``stream`` settings (``blob["stream"]``). Recordings absent from ``traces`` give
     no figure."""
-    from kws_okd.evaluate.long_audio import at_thresholds, frr_at, score_trace, top_keyword
+    from kws_okd.evaluate.long_audio import frr_at, score_at_thresholds, score_trace, top_keyword
     from kws_okd.stream.engine import StreamConfig
-    thr, refractory = stream["thresholds"], float(stream.get("refractory_s", 1.0))
-    cfg = StreamConfig(hop_ms=float(stream["hop_ms"]), smooth=int(stream["smooth"]), refractory_s=refractory)
+    thr = stream["thresholds"]
+    cfg = StreamConfig(hop_ms=float(stream["hop_ms"]), smooth=int(stream["smooth"]),
+                       refractory_s=float(stream.get("refractory_s", 1.0)))
 
     def at(name):
-        t, s, kw, d = traces[name]
-        return at_thresholds(t, s, labels[name], kw, d, refractory, thr)
+        return score_at_thresholds(traces[name], labels[name], cfg, thr)
 
     out: dict[str, float] = {}
     pooled = []
