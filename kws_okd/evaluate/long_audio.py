@@ -75,10 +75,14 @@ def choose_thresholds(times, scores, labels, keywords, duration_s: float, refrac
     """Per keyword, the lowest threshold whose own false alarms on this recording stay
     within an even share of ``fa_per_hour`` (at least ``floor``). On a recording of
     minutes the share is below one alarm, so this is the lowest threshold with none:
-    just above the keyword's highest score away from its own occurrences."""
+    just above the keyword's highest score away from its own occurrences.
+
+    The grid reaches 1 - 1e-6, as the FRR-at-FA/h sweep does: confident students score
+    stray speech above 0.9999, and a grid that stopped there left their thresholds at its
+    top, firing on the very recording they were chosen on. Thresholds keep 7 decimals."""
     hours = duration_s / 3600
     allowed = np.floor(fa_per_hour / len(keywords) * hours)
-    grid = np.unique(np.concatenate([np.linspace(floor, 0.98, 97), 1 - np.logspace(-1.7, -4, 24)]))
+    grid = np.unique(np.concatenate([np.linspace(floor, 0.98, 97), 1 - np.logspace(-1.7, -6, 44)]))
     out = {}
     for k, word in enumerate(keywords):
         col = scores[:, k:k + 1]
@@ -88,7 +92,7 @@ def choose_thresholds(times, scores, labels, keywords, duration_s: float, refrac
             if match(dets, labels, [word])["false_alarms"] <= allowed:
                 chosen = float(thr)
                 break
-        out[word] = round(chosen, 4)
+        out[word] = round(chosen, 7)
     return out
 
 

@@ -239,7 +239,7 @@ def render_card(c) -> str:
                   f"{det.get('target_fa_per_hour', '?')} false alarms per hour on {det.get('chosen_on', '?')}. "
                   "`kws-okd stream` uses them unless thresholds are given.", "",
                   "| keyword | threshold |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in det["thresholds"].items()]
+        lines += [f"| {k} | {v:.7g} |" for k, v in det["thresholds"].items()]
     lines.append("")
     return "\n".join(lines)
 
