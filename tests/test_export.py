@@ -139,6 +139,7 @@ def test_model_card(exported):
     assert v["faster"] in ("int8", "fp32", "mixed") and set(v["int8_speedup"]) == {"batch_1", "batch_32"}
     assert v["size_bytes"]["onnx_int8"] == card["files"]["model.int8.onnx"]
     assert card["int8"]["int8_frontend"] and not card["int8"]["int8_backbone"]
+    assert card["int8"]["frame_planes"] == 1 and "two int8 planes" not in card["int8"]["scheme"]
     md = (out / "card.md").read_text()
     assert "MACs" in md and "int8" in md and "d0" in md
     assert "int8 against float" in md and "batch 32" in md and "Faster: **" in md

@@ -12,6 +12,9 @@ Variants (``--variants``, default all):
 - ``int8``: what ``kws-okd export`` ships as ``model.int8.onnx``: int8 DFT front-end
   (per-frame pre-emphasised, peak-scaled frames times the int8 de-emphasising DFT basis),
   float backbone;
+- ``int8x2``: the same with each frame cut into two int8 planes (``kws-okd export
+  --int8-frame-planes 2``): its rounding error about tenfold smaller, one integer product
+  of twice the rows;
 - ``int8+backbone``: the same plus the backbone convolutions quantised by ORT static
   QDQ (99.99th-percentile calibration on ``--calib-clips`` clips of ``--calib``);
 - ``backbone-only``: the previous scheme: float front-end, ORT-quantised backbone.
@@ -38,7 +41,7 @@ from kws_okd.utils.atomic import write_json
 
 SR = 16000
 MANIFESTS = Path("data/synth_default_manifests/task12")
-VARIANTS = ("fp32", "int8", "int8+backbone", "backbone-only")
+VARIANTS = ("fp32", "int8", "int8x2", "int8+backbone", "backbone-only")
 
 
 def build(model, tmp: Path, variants, calib_waves) -> dict[str, Path]:
@@ -51,6 +54,9 @@ def build(model, tmp: Path, variants, calib_waves) -> dict[str, Path]:
         if "int8+backbone" in variants:
             files["int8+backbone"] = tmp / "int8_backbone.onnx"
             quantize_backbone(files["int8"], files["int8+backbone"], calib_waves)
+    if spec is not None and "int8x2" in variants:
+        files["int8x2"] = tmp / "int8x2.onnx"
+        export_int8_frontend(model, spec, files["int8x2"], planes=2)
     if "backbone-only" in variants:
         files["backbone-only"] = tmp / "backbone_only.onnx"
         quantize_backbone(files["fp32"], files["backbone-only"], calib_waves)

@@ -72,7 +72,7 @@ def _accuracy(name, preds, ds):
 
 
 def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256,
-               latency_runs: int = 200, int8_backbone: bool = False) -> dict:
+               latency_runs: int = 200, int8_backbone: bool = False, int8_frame_planes: int = 1) -> dict:
     out = Path(out_dir)
     model, blob = load_model(model_path)
     classes = blob["classes"]
@@ -102,7 +102,7 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
 
     int8 = None
     if calib:
-        card["int8"] = export_int8(model, out, calib, calib_clips, int8_backbone, probe)
+        card["int8"] = export_int8(model, out, calib, calib_clips, int8_backbone, probe, int8_frame_planes)
         card["checks"].update(card["int8"].pop("checks"))
         int8 = session(out / "model.int8.onnx")
 
@@ -150,31 +150,36 @@ INT8_FRONTEND_SCHEME = ("int8 DFT front-end: each frame pre-emphasised and divid
                         "(scale 1/127) times the int8 de-emphasising DFT basis (one scale per column) in an "
                         "integer matrix product, spectrum rescaled by the peak; mel filters, log and "
                         "normalisation float")
+TWO_PLANES = ("; each frame as two int8 planes (the second the first's rounding remainder, 127 times "
+              "finer), stacked into one integer product of twice the rows")
 INT8_BACKBONE_SCHEME = ("backbone convolutions static QDQ int8 (weights per channel, uint8 activations per "
                         "tensor, 99.99th-percentile ranges)")
 
 
-def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, probe) -> dict:
+def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, probe, planes: int = 1) -> dict:
     """Write ``model.int8.onnx``: the int8 DFT front-end (models with a log-mel/MFCC front-end),
-    plus int8 backbone convolutions with ``int8_backbone`` or when there is no DFT front-end."""
+    plus int8 backbone convolutions with ``int8_backbone`` or when there is no DFT front-end.
+    ``planes=2`` cuts each frame into two int8 planes (Int8Frames): closer to float, and
+    slower than one plane."""
     from kws_okd.export.quantize import Int8Net, export_int8_frontend, quantize_backbone
     path = out / "model.int8.onnx"
     spec = frame_spec(model.frontend)
     info = dict(checks={})
+    front = INT8_FRONTEND_SCHEME + (TWO_PLANES if planes == 2 else "")
     if spec is not None:
-        info.update(export_int8_frontend(model, spec, path))
+        info.update(export_int8_frontend(model, spec, path, planes=planes))
         with torch.no_grad():
-            sim = Int8Net(model, spec).eval()(probe).numpy()
+            sim = Int8Net(model, spec, planes=planes).eval()(probe).numpy()
         diff = float(np.abs(run_onnx(session(path), probe.numpy()) - sim).max())
         require_close("int8 front-end export against its PyTorch simulation", diff, 1e-3)
         info["checks"]["int8_frontend_vs_pytorch_simulation_max_abs"] = diff
-        info["scheme"] = INT8_FRONTEND_SCHEME + "; backbone float"
+        info["scheme"] = front + "; backbone float"
     if int8_backbone or spec is None:
         ds = ManifestDataset(calib)
         idx = np.sort(np.random.default_rng(0).permutation(len(ds))[:calib_clips])
         info.update(quantize_backbone(out / ("model.int8.onnx" if spec is not None else "model.onnx"), path,
                                       ds.waves[idx].numpy()), calibration_manifest=str(calib))
-        info["scheme"] = (INT8_FRONTEND_SCHEME + "; " if spec is not None else "front-end float (no DFT form); ") + \
+        info["scheme"] = (front + "; " if spec is not None else "front-end float (no DFT form); ") + \
             INT8_BACKBONE_SCHEME
     info["int8_frontend"], info["int8_backbone"] = spec is not None, bool(int8_backbone or spec is None)
     return info

@@ -95,14 +95,30 @@ def emphasised_basis(basis: torch.Tensor, a: float) -> tuple[torch.Tensor, torch
     return out.to(basis.dtype), (a * out[0]).to(basis.dtype)
 
 
+def split_planes(f: torch.Tensor) -> torch.Tensor:
+    """Frames (B, T, n) in [-1, 1] -> (B, 2T, n): the frames, then what rounding them to
+    int8 steps of 1/127 leaves, 127 times larger. Both quantised at 1/127 and joined by
+    :func:`join_planes`, a frame keeps an error of at most half of 1/127**2."""
+    return torch.cat([f, f * 127 - torch.round(f * 127)], 1)
+
+
+def join_planes(y: torch.Tensor, n: int) -> torch.Tensor:
+    """The product of :func:`split_planes`' rows (B, 2n, k) -> (B, n, k): first plane plus
+    the second at 1/127 of its scale (the product is linear in the frames)."""
+    return y[:, :n] + y[:, n:] / 127
+
+
 class Int8Frames(nn.Module):
     """A ``center=True`` window (B, L) -> log features (B, F, T) (before normalisation),
     with the DFT as an int8 matrix product on per-frame peak-normalised, pre-emphasised
     frames (see the module docstring)."""
 
     def __init__(self, spec: FrameSpec, weight_bits: int = 8, quantize: bool = True,
-                 emphasis: float = EMPHASIS):
+                 emphasis: float = EMPHASIS, planes: int = 1):
         super().__init__()
+        if planes not in (1, 2):
+            raise ValueError(f"planes: the frames are cut into 1 or 2 int8 planes, not {planes}")
+        self.planes = planes
         n, n_freqs = spec.n_fft, spec.n_fft // 2 + 1
         basis = dft_basis(spec).T.contiguous()  # (n_fft, 2*nf), float64
         basis, carry = emphasised_basis(basis, emphasis)
@@ -144,10 +160,13 @@ class Int8Frames(nn.Module):
         f, before = self.frames(wav)
         peak = f.abs().amax(-1, keepdim=True).clamp_min(1e-10)
         f = f / peak
-        basis = self.basis
-        if self.quantize:
-            f, basis = fake_quant(f, ACT_SCALE), fake_quant_columns(basis, self.basis_scale)
-        y = torch.matmul(f, basis)
+        if not self.quantize:
+            y = torch.matmul(f, self.basis)
+        elif self.planes == 1:
+            y = torch.matmul(fake_quant(f, ACT_SCALE), fake_quant_columns(self.basis, self.basis_scale))
+        else:   # one integer product of twice the rows does both planes
+            y = join_planes(torch.matmul(fake_quant(split_planes(f), ACT_SCALE),
+                                         fake_quant_columns(self.basis, self.basis_scale)), f.shape[1])
         if before is not None:   # at the frame's scale, like the product, so the peak is applied once below
             y = y + (before.unsqueeze(-1) / peak) * self.carry
         re, im = y[..., :self.n_freqs], y[..., self.n_freqs:]
@@ -159,9 +178,10 @@ class Int8Frames(nn.Module):
 
 
 class Int8Frontend(nn.Module):
-    def __init__(self, spec: FrameSpec, weight_bits: int = 8, quantize: bool = True, emphasis: float = EMPHASIS):
+    def __init__(self, spec: FrameSpec, weight_bits: int = 8, quantize: bool = True, emphasis: float = EMPHASIS,
+                 planes: int = 1):
         super().__init__()
-        self.frames = Int8Frames(spec, weight_bits, quantize, emphasis)
+        self.frames = Int8Frames(spec, weight_bits, quantize, emphasis, planes)
         self.norm = spec.norm
 
     def forward(self, wav):
@@ -173,9 +193,9 @@ class Int8Net(nn.Module):
     PyTorch it simulates the int8 export exactly (up to float summation order)."""
 
     def __init__(self, model, spec: FrameSpec, weight_bits: int = 8, quantize: bool = True,
-                 emphasis: float = EMPHASIS):
+                 emphasis: float = EMPHASIS, planes: int = 1):
         super().__init__()
-        self.frontend = Int8Frontend(spec, weight_bits, quantize, emphasis)
+        self.frontend = Int8Frontend(spec, weight_bits, quantize, emphasis, planes)
         self.backbone = model.backbone
 
     def forward(self, wav):
@@ -229,18 +249,19 @@ def fold_weight_quantizers(model):
 
 
 def export_int8_frontend(model, spec: FrameSpec, path, num_samples: int = 16000, weight_bits: int = 8,
-                         emphasis: float = EMPHASIS) -> dict:
+                         emphasis: float = EMPHASIS, planes: int = 1) -> dict:
     """Write the int8-front-end model (waveform (batch, num_samples) -> logits) to ``path``."""
     import onnx
 
     from kws_okd.export.onnx_io import export_onnx
-    net = Int8Net(model, spec, weight_bits, emphasis=emphasis).eval()
+    net = Int8Net(model, spec, weight_bits, emphasis=emphasis, planes=planes).eval()
     with atomic_path(path) as tmp:   # the file appears only once its weights are int8
         export_onnx(net, torch.randn(1, num_samples) * 0.1, tmp, "wav")
         m = onnx.load(str(tmp))
         folded = fold_weight_quantizers(m)
         onnx.save(m, str(tmp))
-    return dict(weight_tensors_int8=folded, weight_bits=weight_bits, activation_scale=ACT_SCALE, emphasis=emphasis)
+    return dict(weight_tensors_int8=folded, weight_bits=weight_bits, activation_scale=ACT_SCALE, emphasis=emphasis,
+                frame_planes=planes)
 
 
 class WaveReader:
