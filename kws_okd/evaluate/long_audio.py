@@ -79,11 +79,11 @@ def choose_thresholds(times, scores, labels, keywords, duration_s: float, refrac
 
     The grid reaches 1 - 1e-6, as the FRR-at-FA/h sweep does: confident students score
     stray speech above 0.9999, and a grid that stopped there left their thresholds at its
-    top, firing on the very recording they were chosen on. Thresholds keep 7 decimals,
-    rounded up."""
+    top, firing on the very recording they were chosen on. The grid is rounded to 7
+    decimals before the search, so the threshold stored is the one tested."""
     hours = duration_s / 3600
     allowed = np.floor(fa_per_hour / len(keywords) * hours)
-    grid = np.unique(np.concatenate([np.linspace(floor, 0.98, 97), 1 - np.logspace(-1.7, -6, 44)]))
+    grid = np.unique(np.round(np.concatenate([np.linspace(floor, 0.98, 97), 1 - np.logspace(-1.7, -6, 44)]), 7))
     out = {}
     for k, word in enumerate(keywords):
         col = scores[:, k:k + 1]
@@ -93,8 +93,7 @@ def choose_thresholds(times, scores, labels, keywords, duration_s: float, refrac
             if match(dets, labels, [word])["false_alarms"] <= allowed:
                 chosen = float(thr)
                 break
-        shown = round(chosen, 7)   # rounded up, never below what kept the false alarms out
-        out[word] = shown if shown >= chosen else round(shown + 1e-7, 7)
+        out[word] = chosen
     return out
 
 
