@@ -18,7 +18,7 @@ from kws_okd.train.config import RECIPES, load_recipe
 from kws_okd.train.run import finished_run, train
 from kws_okd.utils.atomic import write_json, write_text
 
-METRICS = ("id_acc", "ood_acc", "real_acc", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real", "kwcall_real",
+METRICS = ("id_acc", "ood_acc", "real_acc", "select_acc", "real43_acc", "kw_as_unknown", "gap_id", "gap_ood", "gap_real", "agree_real", "kl_real", "kwcall_real",
            "frr1_clean", "frr1_snr5", "kw_frr_clean", "kw_fa_clean", "kw_frr_snr5", "kw_fa_snr5",
            "frr1_sent", "kw_frr_sent", "kw_fa_sent", "real_hits", "real_events", "real_fa", "frr1_real", "talk_fa",
            "kwline_hits", "kwline_events", "kwline_fa", "kwline_top")
@@ -34,27 +34,30 @@ def method_overrides(method: str) -> list[str]:
 
 
 def real_dev_set(manifests) -> dict:
-    """The real-speech development set (evaluation only), or nothing with a warning when
-    its Debian packages are missing. With an ``_unknown_`` class it is two sets, the
-    keyword clips and the non-keyword ones, so ``real`` is the mean of keyword accuracy
-    and non-keyword rejection."""
+    """The real-speech sets every report scores: the development set's ``report``
+    speakers (the ``real`` column, class-balanced) and its ``select`` speakers, which the
+    ``_unknown_`` calibration is chosen on (kws_okd/data/people.py); and, when their
+    Debian packages are installed, the older 43 clips of the alsa-utils voice and the
+    Asterisk prompts (``real43``: keyword clips and non-keyword ones, as two sets)."""
     from kws_okd.data.manifest import read_manifest, write_manifest
+    from kws_okd.data.people import people_manifest
     from kws_okd.data.real_speech import build_real_dev
     from kws_okd.data.words import UNKNOWN
+    sets = {f"people_{role}": (people_manifest(manifests, role), tag)
+            for role, tag in (("report", "real"), ("select", "select"))}
     try:
         csv = build_real_dev(Path(manifests) / "real_dev", read_classes(Path(manifests) / "classes.txt"))
     except KWSError as e:
-        warnings.warn(f"no real-speech column: {e}", stacklevel=2)
-        return {}
+        warnings.warn(f"no real43 column: {e}", stacklevel=2)
+        return sets
     rows = read_manifest(csv)
     unk = [r for r in rows if r["word"] == UNKNOWN]
     if not unk or len(unk) == len(rows):
-        return {"real_dev": (csv, "real")}
-    sets = {}
+        return {**sets, "real_dev": (csv, "real43")}
     for name, part in (("real_dev_keywords", [r for r in rows if r["word"] != UNKNOWN]),
                        ("real_dev_unknown", unk)):
         write_manifest(csv.with_name(f"{name}.csv"), part)
-        sets[name] = (csv.with_name(f"{name}.csv"), "real")
+        sets[name] = (csv.with_name(f"{name}.csv"), "real43")
     return sets
 
 
@@ -75,7 +78,7 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     from kws_okd.evaluate.sentences import build_sentences
     from kws_okd.evaluate.voice_lines import build_valid_real, build_valid_real_keywords
     from kws_okd.stream.engine import default_keywords
-    real_csv = next((v[0] for v in real_dev.values()), None)
+    real_csv = next((v[0] for v in real_dev.values() if v[1] == "real43"), None)
     if real_csv is not None:
         real_csv = Path(real_csv).with_name("real_dev.csv")
     out = Path(manifests) / "long_audio"
@@ -300,6 +303,8 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     out = Path(out or Path(tcfg.results_dir) / tcfg.data.name / "report")
     real_dev = real_dev_set(manifests)
     report = evaluate(models, manifests, out, teacher="teacher", extra_sets=real_dev)
+    for r in report["models"].values():
+        r["kw_as_unknown"] = keywords_called_unknown(r["sets"].get("people_report", {}).get("per_class"))
     held, real_info = heldout_real_windows()
     if held is not None:
         for name, a in teacher_agreement(models, "teacher", held).items():
@@ -372,6 +377,13 @@ def _sentence_metrics(r: dict | None) -> dict:
                 kw_fa_sent=r["per_keyword"]["fa_per_hour"])
 
 
+def keywords_called_unknown(per_class: dict | None) -> float | None:
+    """The share of the keyword clips of a per-class breakdown called ``_unknown_``."""
+    kw = {c: v for c, v in (per_class or {}).items() if not c.startswith("_")}
+    n = sum(v["n"] for v in kw.values())
+    return sum(v["called"].get("_unknown_", 0) for v in kw.values()) / n if n else None
+
+
 def summarize(report, student, methods, seeds) -> dict:
     rows = {}
     for m in methods:
@@ -390,7 +402,8 @@ def summarize(report, student, methods, seeds) -> dict:
         if errors:   # counts summed over seeds
             row["kw_errors_clean"] = {k: sum_counts(e[k] for e in errors) for k in errors[0]}
         rows[m] = row
-    teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "agree_real", "kl_real", "kwcall_real")}
+    teachers = {name: {k: r.get(k) for k in ("id_acc", "ood_acc", "real_acc", "select_acc", "real43_acc",
+                                             "kw_as_unknown", "agree_real", "kl_real", "kwcall_real")}
                 | {"params": r.get("params")}
                 for name, r in report["models"].items() if r.get("role") == "teacher"}
     return dict(student=student, seeds=list(seeds), methods=rows, teacher=teachers["teacher"],
@@ -412,33 +425,54 @@ def render_summary(summary, report) -> str:
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}"
 
-    real_sets = [s for s, v in report["sets"].items() if v["tag"] == "real"]
-    n_real = sum(report["models"]["teacher"]["sets"][s]["n"] for s in real_sets)
+    real43 = [s for s, v in report["sets"].items() if v["tag"] == "real43"]
+    n_real43 = sum(report["models"]["teacher"]["sets"][s]["n"] for s in real43)
+    people = report["models"]["teacher"]["sets"].get("people_report", {})
+    select = report["models"]["teacher"]["sets"].get("people_select", {})
     lines = ["# kws-okd default run", "",
              f"Task: **{summary.get('task', '?')}** ({'ten command words + _unknown_ + _silence_' if summary.get('task') == '12-class' else 'every word a class'}). "
              f"Student: {summary['student']}; seeds {summary['seeds']} (mean ± std over seeds). "
              "Each run's checkpoint is the one with the best training-domain validation accuracy; "
-             "the OOD sets and the real-speech set were never used for training, selection or tuning.", "",
-             "Columns: **ID** unseen speakers of the training synthesisers; **OOD** held-out "
+             "its `_unknown_` offset is chosen on the select speakers (kws_okd/train/calibrate.py). "
+             "The OOD sets and the people of the report column were never used for training, selection or tuning.", "",
+             f"Columns: **people** real people saying the Speech Commands words ({people.get('n', 0)} clips of the "
+             "development set's *report* speakers, Speech Commands v0.01, CC BY 4.0: kws_okd/data/people.py), "
+             "class-balanced accuracy (the mean of the per-class accuracies); **select** the same for the "
+             f"{select.get('n', 0)} clips of the speakers the `_unknown_` offset was chosen on (not a fair "
+             "estimate); **kw→unk** the share of people's keyword clips (report speakers) called `_unknown_`; "
+             "**ID** unseen speakers of the training synthesisers; **OOD** held-out "
              "synthesiser families; **suite** the shifted-speech suite (noise, rooms, channels held "
-             f"out from training); **real** the real-speech development set ({n_real} recordings of "
-             "human speakers from alsa-utils and Asterisk prompts, evaluation only); **agree / KL** "
+             f"out from training); **real43** {n_real43} clips of the alsa-utils voice and Asterisk prompts "
+             "(mostly one speaker); **agree / KL** "
              "top-1 agreement with the teacher and KL(teacher ‖ model) on held-out real recordings "
              "(klettres-data files never used in training); **kw calls** the share of those recordings "
              "(letters and syllables, no command word) whose top class is a command word.", "",
-             "| model | params | ID acc % | OOD acc % | suite % | real % (`real`) | agree % | KL | kw calls % |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | params | **people %** | select % | kw→unk % | ID acc % | OOD acc % | suite % | real43 % | agree % | KL | kw calls % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     shift = summary.get("shift", {})
     for name, t in summary["teachers"].items():
         kl = "–" if t.get("kl_real") is None else f"{t['kl_real']:.2f}"
-        lines.append(f"| {name} ({report['models'][name]['method']}) | {t['params']:,} | {pct(t['id_acc'])} | "
-                     f"{pct(t['ood_acc'])} | {pct(shift.get(name))} | {pct(t['real_acc'])} | "
+        lines.append(f"| {name} ({report['models'][name]['method']}) | {t['params']:,} | **{pct(t['real_acc'])}** | "
+                     f"{pct(t.get('select_acc'))} | {pct(t.get('kw_as_unknown'))} | {pct(t['id_acc'])} | "
+                     f"{pct(t['ood_acc'])} | {pct(shift.get(name))} | {pct(t.get('real43_acc'))} | "
                      f"{pct(t['agree_real'])} | {kl} | {pct(t.get('kwcall_real'))} |")
     for m, r in summary["methods"].items():
-        lines.append(f"| {summary['student']}-{m} | {r['params']:,} | "
+        lines.append(f"| {summary['student']}-{m} | {r['params']:,} | **{ms(r['real_acc'])}** | "
+                     f"{ms(r.get('select_acc'))} | {ms(r.get('kw_as_unknown'))} | "
                      f"{ms(r['id_acc'])} | {ms(r['ood_acc'])} | {ms(r.get('suite_acc'))} | "
-                     f"{ms(r['real_acc'])} | {ms(r['agree_real'])} | {ms(r['kl_real'], 1.0, 2)} | "
+                     f"{ms(r.get('real43_acc'))} | {ms(r['agree_real'])} | {ms(r['kl_real'], 1.0, 2)} | "
                      f"{ms(r.get('kwcall_real'))} |")
+    lines += ["", "People (report speakers), per class: right / clips, summed over seeds for the students.", ""]
+    per = {name: report["models"][name]["sets"].get("people_report", {}).get("per_class", {})
+           for name in report["models"]}
+    classes = list(next((p for p in per.values() if p), {}))
+    if classes:
+        rows = {"teacher": [per["teacher"]]} | {
+            m: [per[f"{summary['student']}-{m}/seed{s}"] for s in summary["seeds"]] for m in summary["methods"]}
+        lines += ["| model | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        for name, ps in rows.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{sum(p[c]['right'] for p in ps)}/{sum(p[c]['n'] for p in ps)}" for c in classes) + " |")
     lines += ["", "Gaps to the teacher (teacher minus student, points):", "",
               "| method | gap ID | gap OOD | gap real |", "|---|---|---|---|"]
     for m, r in summary["methods"].items():

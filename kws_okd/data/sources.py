@@ -24,6 +24,7 @@ def _prepare_gsc_layout(root, cfg) -> Path:
                 train_domains=list(cfg.train_domains) if cfg.get("train_domains") else None,
                 unknown_ratio=float(cfg.get("unknown_ratio", 1.0)),
                 real_negatives=float(cfg.get("real_negatives", 0.0)),
+                people_weight=int(cfg.get("people_weight", 0) or 0),
                 # Other folders give other negatives: a change rebuilds the manifests.
                 real_negative_folders=[str(Path(f).resolve()) for f in cfg.get("real_negative_folders") or []]
                 or None)
@@ -43,6 +44,18 @@ def _prepare_gsc_layout(root, cfg) -> Path:
         n = add_real_negatives(out, want["real_negatives"], want["real_negative_folders"], seed=seed)
         info["sets"]["train"] += n
         info["real_negatives_added"] = n
+    if want["people_weight"] > 0:
+        # Real people's clips (the development set's train speakers), each people_weight
+        # times: the only labelled human keywords the default corpus has.
+        from kws_okd.data.manifest import read_manifest, write_manifest
+        from kws_okd.data.people import people_rows
+        classes = (out / "classes.txt").read_text().split()
+        people = people_rows(classes, "train")
+        write_manifest(out / "train.csv", read_manifest(out / "train.csv") + [
+            dict(r, ID=f"{r['ID']}#{k}") for r in people for k in range(want["people_weight"])])
+        info["sets"]["train"] += len(people) * want["people_weight"]
+        info["people_added"] = len(people) * want["people_weight"]
+    info.update(people_weight=want["people_weight"])
     info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"],
                 real_negative_folders=want["real_negative_folders"])
     info["corpus_stamp"] = stamp

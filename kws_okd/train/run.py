@@ -226,6 +226,14 @@ def train(cfg) -> Path:
     student.eval()
     if replaced:  # validate the weights that are saved, not the checkpoint they replaced
         valid_acc = accuracy(student, valid_loader, brain.device)
+    calibration = None
+    if cfg.get("calibrate_unknown") and "_unknown_" in classes:
+        # The _unknown_ offset chosen on real people (the development set's select
+        # speakers), folded into the output bias (kws_okd/train/calibrate.py).
+        from kws_okd.data.people import people_manifest
+        from kws_okd.train.calibrate import calibrate_unknown
+        select = load_dataset(people_manifest(manifest_dir, "select"))
+        calibration = calibrate_unknown(student, select, classes)
     example = train_set.inputs[:1]
     # valid_acc and best_epoch describe the saved model; raw_best_* the best single
     # checkpoint (the same model unless a callback averaged the weights).
@@ -236,6 +244,8 @@ def train(cfg) -> Path:
                 raw_best_valid_acc=raw_acc, raw_best_epoch=raw_epoch,
                 params=count_params(student), macs=count_macs(student, example=example),
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
+    if calibration:
+        info["calibration"] = calibration
     if candidates:   # averaging starts tried, with their validation accuracy
         info["averaging_candidates"] = candidates
     out = exp_dir / "model.pt"
