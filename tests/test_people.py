@@ -97,16 +97,23 @@ def test_balanced_accuracy_by_hand():
     assert cal.balanced_accuracy(pred, labels) == pytest.approx(2 / 3)
 
 
-def test_choose_offset_finds_the_middle_of_the_best_plateau():
-    # class 1 is _unknown_; the keyword clip (label 0) is lost to _unknown_ by 1.2 logits,
-    # the _unknown_ clip keeps _unknown_ while the offset is below 3.0
-    logits = np.array([[0.0, 1.2], [0.0, 3.0]])
-    labels = np.array([0, 1])
-    off, acc, curve = cal.choose_offset(logits, labels, unknown=1, grid=np.arange(0, 5.01, 0.5))
+def test_balanced_nll_by_hand():
+    # two classes, one clip each: -log softmax of the true class, averaged over classes
+    z = np.array([[0.0, 0.0], [0.0, np.log(3.0)]])
+    assert cal.balanced_nll(z, [0, 1]) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
+
+
+def test_choose_offset_minimises_the_balanced_likelihood():
+    # class 1 is _unknown_. Keyword clip: logits (0, u - o); _unknown_ clip: (0, v - o).
+    # The balanced NLL is (log(1 + e^(u-o)) + log(1 + e^(o-v))) / 2, least at o = (u + v) / 2.
+    logits = np.array([[0.0, 1.0], [0.0, 5.0]])
+    off, acc, curve = cal.choose_offset(logits, np.array([0, 1]), unknown=1)
+    assert off == pytest.approx(3.0)
     assert acc == 1.0
-    best = [g for g, a in curve if a == 1.0]
-    assert best == [1.5, 2.0, 2.5]
-    assert off == 2.0
+    assert min(c[1] for c in curve) == pytest.approx(np.log1p(np.exp(-2.0)))
+    nlls = [c[1] for c in curve]
+    i = nlls.index(min(nlls))   # one minimum: falling before it, rising after
+    assert all(a >= b for a, b in zip(nlls[:i], nlls[1:i + 1])) and all(a <= b for a, b in zip(nlls[i:], nlls[i + 1:]))
 
 
 @pytest.mark.parametrize("name", ["bcresnet2", "dscnn"])
@@ -141,7 +148,7 @@ def test_calibrate_unknown_folds_the_chosen_offset(tmp_path):
     model = Fixed()
     info = cal.calibrate_unknown(model, DS, ["yes", UNKNOWN])
     assert info["balanced_acc_before"] == 0.5 and info["balanced_acc_after"] == 1.0
-    assert 1.25 <= info["unknown_offset"] < 3.0
+    assert info["unknown_offset"] == pytest.approx(2.1)   # (1.2 + 3.0) / 2
     assert model.out.bias[1].item() == pytest.approx(-info["unknown_offset"])
     with pytest.raises(ConfigError, match="needs an _unknown_ class"):
         cal.calibrate_unknown(model, DS, ["yes", "no"])
