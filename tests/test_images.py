@@ -214,7 +214,7 @@ def test_end_to_end_train_and_evaluate_per_domain(tmp_path):
 
 
 def test_lodo_summary_tables(tmp_path):
-    from kws_okd.image_lodo import average, render, summarize_domain
+    from kws_okd.image.lodo import average, render, summarize_domain
 
     def model(idacc, oodacc, gid=None, good=None):
         return dict(id_acc=idacc, ood_acc=oodacc, gap_id=gid, gap_ood=good, params=10, macs=100,

@@ -124,3 +124,102 @@ def test_fgsm_declares_needs_networks_and_binds_through_the_generic_walker():
     student = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     bind_networks(aug, student=student, teacher=None)
     assert fgsm.network() is student
+
+
+# -- issue 36: the models package, the distillation core, the image branch, the CLI ------
+
+def test_the_models_package_has_no_import_cycle():
+    cycles = import_cycles(ROOT / "kws_okd" / "models", "kws_okd.models")
+    assert cycles == [], " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_embedding_weights_converter_does_not_import_the_model():
+    mods = imported_modules(ROOT / "kws_okd" / "models" / "embedding_weights.py", "kws_okd.models")
+    assert not any("speech_embedding" in m for m in mods), sorted(mods)
+    from kws_okd.models import embedding_weights
+    from kws_okd.models.speech_embedding import SpeechEmbedding
+    assert SpeechEmbedding.LAYERS is embedding_weights.LAYERS        # one description, shared
+    assert (SpeechEmbedding.LEAKY, SpeechEmbedding.FLOOR) == (embedding_weights.LEAKY, embedding_weights.FLOOR)
+
+
+def test_the_distillation_core_imports_no_audio_or_image_code():
+    allowed = ("kws_okd.distill", "kws_okd.errors", "kws_okd.utils")
+    for path in (ROOT / "kws_okd" / "distill").glob("*.py"):
+        mods = imported_modules(path, "kws_okd.distill")
+        assert all(m.startswith(allowed) for m in mods), (path.name, sorted(mods))
+    code = ("import sys, kws_okd.distill\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('kws_okd.', 'torchaudio', 'PIL'))"
+            " and not m.startswith(('kws_okd.distill', 'kws_okd.errors', 'kws_okd.utils'))))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_the_image_branch_is_a_subpackage():
+    assert not (ROOT / "kws_okd" / "image_cli.py").exists() and not (ROOT / "kws_okd" / "image_lodo.py").exists()
+    from kws_okd.image.cli import add_image_commands
+    from kws_okd.image.lodo import IMAGE_RECIPES, run_lodo  # noqa: F401
+    assert callable(add_image_commands)
+    gone = [f"kws_okd{sep}image_{m}" for sep in "./" for m in ("cli", "lodo")]   # the old module paths
+    files = [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml", *(ROOT / "docs").glob("*.md")]
+    for folder in ("kws_okd", "tests", "tools"):
+        files += (ROOT / folder).rglob("*.py")
+    for path in files:
+        text = path.read_text()
+        assert not any(g in text for g in gone), path
+
+
+HELP = """
+import sys
+from kws_okd.cli import main
+try:
+    main(["--help"])
+except SystemExit as e:
+    assert e.code == 0, e.code
+heavy = [m for m in ("torch", "numpy", "speechbrain", "hydra", "omegaconf", "scipy", "kws_okd.pipeline",
+                     "kws_okd.data.shift", "kws_okd.stream.cli", "kws_okd.image.cli") if m in sys.modules]
+print("HEAVY", heavy, file=sys.stderr)
+"""
+
+
+def test_main_help_lists_every_command_by_group_and_imports_nothing_heavy():
+    from kws_okd.cli import COMMANDS, GROUPS
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", HELP], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "HEAVY []" in run.stderr, run.stderr
+    out = run.stdout
+    assert [g for g in GROUPS if f"  {g}:\n" in out] == list(GROUPS)
+    assert {c.group for c in COMMANDS.values()} == set(GROUPS)
+    for name, cmd in COMMANDS.items():
+        assert f"    {name} " in out and cmd.help in out, name
+        # listed under its own group: after its group's heading, before the next one
+        heading = out.index(f"  {cmd.group}:\n")
+        nxt = [out.index(f"  {g}:\n") for g in GROUPS if out.index(f"  {g}:\n") > heading]
+        assert heading < out.index(f"    {name} ") < min(nxt + [len(out)]), name
+
+
+def test_each_command_module_adds_exactly_its_listed_commands_and_help_ends_with_an_example(capsys):
+    import argparse
+    import importlib
+
+    import pytest
+
+    from kws_okd.cli import COMMANDS, main
+    for adder in {c.adder for c in COMMANDS.values()}:
+        module, _, function = adder.partition(":")
+        sub = argparse.ArgumentParser().add_subparsers()
+        getattr(importlib.import_module(module), function)(sub)
+        assert set(sub.choices) == {n for n, c in COMMANDS.items() if c.adder == adder}, adder
+        for action in sub._choices_actions:    # the modules' own one-line help, where they give one
+            assert action.help == COMMANDS[action.dest].help, action.dest
+    for name, cmd in COMMANDS.items():
+        assert cmd.example.startswith(f"kws-okd {name} "), name
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert out.rstrip().endswith(f"example:\n  {cmd.example}"), (name, out[-300:])

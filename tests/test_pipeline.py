@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from kws_okd.pipeline import run_pipeline, teacher_agreement
 from tests.test_train import overrides
 
@@ -29,10 +31,24 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert set(summary["methods"]) == {"erm", "okd_real"}
     assert summary["methods"]["okd_real"]["ood_acc"]["n"] == 1
     assert set(summary["shift"]) == set(report["models"])
-    # The real-speech development set is its own column, tagged `real`: keyword clips
-    # and non-keyword prompts (as _unknown_) in two sets.
-    assert report["sets"]["real_dev_keywords"]["tag"] == report["sets"]["real_dev_unknown"]["tag"] == "real"
+    # The real column: class-balanced accuracy on the development set's report speakers;
+    # its select speakers and the older 43 clips are columns of their own.
+    assert report["sets"]["people_report"]["tag"] == "real" and report["sets"]["people_select"]["tag"] == "select"
+    assert report["sets"]["real_dev_keywords"]["tag"] == report["sets"]["real_dev_unknown"]["tag"] == "real43"
     assert summary["methods"]["erm"]["real_acc"]["n"] == 1
+    for r in report["models"].values():
+        people = r["sets"]["people_report"]
+        assert r["real_acc"] == people["balanced"]
+        per = people["per_class"]
+        assert people["balanced"] == pytest.approx(sum(v["right"] / v["n"] for v in per.values()) / len(per))
+        kw = [v for c, v in per.items() if not c.startswith("_")]
+        assert r["kw_as_unknown"] == sum(v["called"].get("_unknown_", 0) for v in kw) / sum(v["n"] for v in kw)
+    # Every model trained on the 12-class task carries its _unknown_ offset, chosen on the select speakers.
+    import torch
+    for name in ("teacher", "bcresnet2_20ms-erm/seed0"):
+        cal = torch.load(report["models"][name]["path"], weights_only=True)["info"]["calibration"]
+        assert cal["chosen_on"].endswith("people_select.csv") and cal["clips"] == 62
+    assert "**people %**" in (out / "summary.md").read_text()
     # Agreement with the teacher on held-out real audio: the teacher agrees with itself.
     assert report["models"]["teacher"]["agree_real"] == 1.0
     assert abs(report["models"]["teacher"]["kl_real"]) < 1e-6
@@ -55,7 +71,17 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     r = report["models"]["bcresnet2_20ms-okd_real/seed0"]
     from kws_okd.evaluate.real_prompts import prompt_folder
     real = prompt_folder() is not None   # Asterisk's prompts: installed by the set-up
-    assert set(r["long_audio"]) == {"test_clean", "test_snr5", "test_sentences"} | ({"test_real_prompts"} if real else set())
+    assert set(r["long_audio"]) == {"test_people", "test_clean", "test_snr5", "test_sentences"} | (
+        {"test_real_prompts"} if real else set())
+    # Real people's keywords in running audio: the report speakers' clips, and real talk.
+    people = read_labels_of(tmp_path, "test_people")
+    assert {lb["source"].split("/")[0] for lb in people} <= {"people", "talk_report"}
+    assert {lb["word"] for lb in people if lb["kind"] == "keyword"} <= set(thr)
+    assert r["people_events"] == sum(lb["kind"] == "keyword" for lb in people) > 0
+    assert 0.0 <= r["people_recall"] <= 1.0 and "Real people's keywords in running audio" in text
+    select = {lb["source"] for lb in read_labels_of(tmp_path, "valid_people") if lb["source"].startswith("people/")}
+    assert select and not select & {lb["source"] for lb in people}   # other speakers
+    assert "select speakers" in blob["stream"]["chosen_on"]
     assert 0.0 <= r["kw_frr_clean"] <= 1.0
     assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
     # The errors at the stored thresholds, broken down: they add up to the totals.
@@ -92,8 +118,8 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     if HEDGEWARS_VOICES.is_dir():   # people talking, no keyword in it
         vr = json.loads(next(tmp_path.rglob("long_audio/valid_real.json")).read_text())
         assert vr["minutes"] <= 1.5 + 1 / 60 and vr["lines"] > 5 and vr["n_keywords"] == 0
-        # Nothing is chosen on it: it is scored at the stored thresholds, false alarms only.
-        assert "voice lines" not in blob["stream"]["chosen_on"] and r["talk_fa"] >= 0
+        # The thresholds are chosen on it too; it is scored at them, false alarms only.
+        assert "voice lines" in blob["stream"]["chosen_on"] and r["talk_fa"] >= 0
         assert "valid_real" not in r["long_audio"] and "People talking" in text
         # People saying command words in the same game's lines: all 60, scored for hits.
         kl = json.loads(next(tmp_path.rglob("long_audio/valid_real_keywords.json")).read_text())
@@ -127,6 +153,11 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
         assert "threads: 1" in (run / "config.yaml").read_text().splitlines()
         done, total = read_progress(run)
         assert done == total == json.loads((run / "train_summary.json").read_text())["steps"]
+
+
+def read_labels_of(root, name):
+    from kws_okd.stream.longaudio import read_labels
+    return read_labels(next(root.rglob(f"long_audio/{name}.csv")))
 
 
 def test_teacher_agreement_against_hand_computed_values(tmp_path):

@@ -50,7 +50,7 @@ def manifests(tiny_corpus, tmp_path_factory):
 def recipe(manifests, tiny_corpus, tmp_path, *extra):
     return load_recipe("student", ["data=gsc", f"data.root={tiny_corpus}", "data.task=35",
                                    "data.ood_domains=[flite]", f"data.manifest_dir={manifests}",
-                                   f"results_dir={tmp_path}/results", "epochs=1", "batch_size=32",
+                                   f"results_dir={tmp_path}/results", "epochs=1", "steps=null", "batch_size=32",
                                    "progress=false", "student=bcresnet1", *extra])
 
 

@@ -45,7 +45,7 @@ def test_a_few_steps_lower_the_loss(manifests, method):
 def overrides(tiny_corpus, tmp_path, *extra):
     return ["data=gsc", f"data.root={tiny_corpus}", "data.task=35", "data.ood_domains=[flite]",
             f"data.manifest_dir={tmp_path}/manifests", f"results_dir={tmp_path}/results",
-            "epochs=1", "batch_size=32", "progress=false", *extra]
+            "epochs=1", "steps=null", "batch_size=32", "progress=false", *extra]
 
 
 def test_teacher_then_okd_student_then_report(tiny_corpus, tmp_path):

@@ -1,5 +1,5 @@
 """Compare training variants over seeds on validation data only, as the rules in
-docs/twelve_class.md decide between them.
+docs/decisions.md decide between them.
 
     python tools/compare_variants.py --seeds 0,1,2 --out results/compare_noise \\
         base=results/synth_default_task12/bcresnet2-okd+real+context0.5/seed{seed}/model.pt \\

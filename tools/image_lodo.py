@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from kws_okd.errors import KWSError
-from kws_okd.image_cli import add_image_commands
+from kws_okd.image.cli import add_image_commands
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="image_lodo")

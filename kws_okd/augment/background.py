@@ -2,7 +2,7 @@
 
 Corpus clips are clean: the word over a faint noise floor. A detector then meets a fan, a
 television or a street, and the students trained on clean words miss most keywords at
-5 dB (docs/twelve_class.md). ``BackgroundNoise`` mixes noise into a training batch: a clip
+5 dB (docs/decisions.md). ``BackgroundNoise`` mixes noise into a training batch: a clip
 chosen with probability ``p`` gets one noise source (a window of the background-noise
 files, or generated white / pink / brown noise, hum or machinery) at an SNR drawn
 uniformly from ``snr`` dB, measured against the power of the clip's speech span (the

@@ -5,7 +5,7 @@ headsets and small microphones pass far less, and a student whose log-mel bins r
 8 kHz then sees its upper bins empty. The teacher (a 60-3800 Hz embedding) barely
 notices: on the validation clips through an 8 kHz round trip it keeps 96.1 % (95.8 %
 clean), while the default real-audio OKD students fall from 90.5-92.6 % to 75.0-89.8 %
-(docs/twelve_class.md).
+(docs/decisions.md).
 
 ``BandLimit`` gives a training clip, with probability ``p``, a random band: a low-pass at a
 cut-off drawn uniformly from ``low_pass`` Hz and a high-pass at one drawn from

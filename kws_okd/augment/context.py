@@ -3,7 +3,7 @@
 Corpus clips hold one word with near silence around it. In running speech ("i said stop
 again") the one-second window that holds a keyword also holds the end of the word
 before and the start of the word after, 30-150 ms away; students trained on isolated
-words then miss most keywords inside sentences (docs/twelve_class.md). ``ContextSpeech``
+words then miss most keywords inside sentences (docs/decisions.md). ``ContextSpeech``
 adds that context to a training batch: for a clip chosen with probability ``p``, the
 tail of another clip's speech is laid before its word and the head of a third clip's
 speech after it, each behind a short pause, at a level relative to the word's. The

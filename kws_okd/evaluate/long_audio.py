@@ -345,3 +345,40 @@ def build_noisy_valid(long_audio_dir, corpus_noise_dir, out_dir, snr_db: float) 
     compose_long_audio(long_audio_dir / "pool_valid.csv", out, minutes=info["minutes"], keywords=info["keywords"],
                        noise_dir=corpus_noise_dir, snr_db=snr_db, seed=info["seed"], keyword_share=KEYWORD_SHARE)
     return out
+
+
+PEOPLE_RECORDINGS = {"valid_people": "select", "test_people": "report"}
+
+
+def build_people_recordings(manifests_dir, corpus_noise_dir, out_dir, heldout_real=None, minutes: float = 8.0,
+                            snr_db: float = 20.0, seed: int = 0) -> dict:
+    """Real people's keywords in running audio, for detection figures: ``valid_people``
+    from the development set's select speakers (thresholds are chosen on it) and
+    ``test_people`` from its report speakers (reported only), both written into
+    ``out_dir`` unless built with the same settings. Each holds the role's clips (its
+    keywords, half the words, and its other words) 0.4-1.6 s apart, with real talk between
+    them (held-out klettres windows: half to each recording) over the corpus's noise at
+    ``snr_db``. Returns ``{name: wav path}``."""
+    from kws_okd.data.people import people_manifest
+    from kws_okd.stream.longaudio import is_built
+    manifests_dir, out_dir = Path(manifests_dir), Path(out_dir)
+    keywords = default_keywords((manifests_dir / "classes.txt").read_text().split())
+    real = [] if heldout_real is None else [np.asarray(w) for w in heldout_real]
+    half = len(real) // 2
+    out = {}
+    for i, (name, role) in enumerate(PEOPLE_RECORDINGS.items()):
+        pool = manifests_dir / f"people_{role}.csv"
+        people_manifest(manifests_dir, role)
+        settings = dict(pool=hashlib.sha1(pool.read_bytes()).hexdigest()[:16], minutes=minutes, snr_db=snr_db,
+                        seed=seed, real=len(real), version=1)
+        wav = out_dir / f"{name}.wav"
+        if not is_built(wav, settings):
+            talk = real[:half] if i == 0 else real[half:]
+            rows = read_manifest(pool) + _wav_rows(out_dir / "clips", f"talk_{role}", talk[:60])
+            write_manifest(out_dir / f"pool_{name}.csv", rows)
+            info = compose_long_audio(out_dir / f"pool_{name}.csv", wav, minutes=minutes, keywords=keywords,
+                                      noise_dir=corpus_noise_dir, snr_db=snr_db, seed=seed + 7 + i,
+                                      keyword_share=0.5, gap_s=(0.4, 1.6))
+            write_json(wav.with_suffix(".json"), dict(info, settings=settings))
+        out[name] = wav
+    return out

@@ -27,8 +27,8 @@ own words, so no model finds all 60.
 Reports give the false alarms per hour on people talking and the hits on the keyword
 lines at the stored thresholds. Both are validation recordings: nothing is chosen on
 them by default. Choosing the thresholds on people talking too was tried and did not
-carry over to voices it had not heard (docs/twelve_class.md, "People talking"); three
-teachers were tried on the keyword lines (docs/twelve_class.md, "People saying command
+carry over to voices it had not heard (docs/decisions.md, "People talking"); three
+teachers were tried on the keyword lines (docs/decisions.md, "People saying command
 words").
 """
 from __future__ import annotations

@@ -28,6 +28,23 @@ INSTALL_HINT = (f"install the PyPI package {PACKAGE} (Apache-2.0; wheels for Lin
 _CONV_2D, _MAX_POOL_2D, _LEAKY_RELU, _MAXIMUM, _PAD = 3, 17, 98, 55, 34
 _SAME, _VALID = 0, 1
 
+# The architecture of the embedding graph, which this converter checks and
+# :class:`kws_okd.models.speech_embedding.SpeechEmbedding` rebuilds (it takes these
+# constants from here: the model module imports this one, never the other way round).
+LEAKY, FLOOR = 0.2, -0.4   # leaky ReLU slope; activation floor (tf.maximum)
+# ("conv", out_channels, (time, mel) kernel) | ("pool", (time, mel)); (1, k) kernels
+# pad the mel axis ("same"), (k, 1) kernels do not pad time ("valid").
+LAYERS = [("conv", 24, (3, 3)), ("conv", 24, (1, 3)), ("conv", 24, (3, 1)), ("pool", (2, 2)),
+          ("conv", 48, (1, 3)), ("conv", 48, (3, 1)), ("conv", 48, (1, 3)), ("conv", 48, (3, 1)),
+          ("pool", (1, 2)),
+          ("conv", 72, (1, 3)), ("conv", 72, (3, 1)), ("conv", 72, (1, 3)), ("conv", 72, (3, 1)),
+          ("pool", (2, 2)),
+          ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
+          ("pool", (1, 2)),
+          ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
+          ("pool", (2, 2)),
+          ("conv", 96, (3, 1))]
+
 
 def cache_dir() -> Path:
     """Where converted weights live: ``$KWS_OKD_CACHE`` or ``~/.cache/kws_okd``."""
@@ -98,8 +115,8 @@ def _fail(path, what):
 
 def read_embedding_graph(path: Path) -> dict[str, torch.Tensor]:
     """Conv weights (OHWI -> OIHW) and biases of ``embedding_model.tflite`` in graph order,
-    after checking that the graph is the layer sequence :class:`SpeechEmbedding` rebuilds."""
-    from kws_okd.models.speech_embedding import SpeechEmbedding
+    after checking that the graph is the layer sequence :data:`LAYERS` (which
+    :class:`~kws_okd.models.speech_embedding.SpeechEmbedding` rebuilds)."""
     g = _Graph(path)
     convs, pools = [], []
     for code, op in g.ops:
@@ -113,15 +130,15 @@ def read_embedding_graph(path: Path) -> dict[str, torch.Tensor]:
             o = g.options(op, "Pool2DOptions")
             pools.append((o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW()))
         elif code == _LEAKY_RELU:
-            if abs(g.options(op, "LeakyReluOptions").Alpha() - SpeechEmbedding.LEAKY) > 1e-6:
+            if abs(g.options(op, "LeakyReluOptions").Alpha() - LEAKY) > 1e-6:
                 _fail(path, "leaky ReLU slope")
         elif code == _MAXIMUM:
             floor = g.const(int(op.InputsAsNumpy()[1]))
-            if floor is None or abs(float(floor.ravel()[0]) - SpeechEmbedding.FLOOR) > 1e-6:
+            if floor is None or abs(float(floor.ravel()[0]) - FLOOR) > 1e-6:
                 _fail(path, "activation floor")
         elif code != _PAD:
             _fail(path, f"operator code {code}")
-    layers = SpeechEmbedding.LAYERS
+    layers = LAYERS
     if len(convs) != sum(1 for item in layers if item[0] == "conv"):
         _fail(path, f"{len(convs)} convolutions")
     state, ci, pi = {}, 0, 0

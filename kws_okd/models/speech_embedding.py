@@ -19,25 +19,17 @@ from torch import nn
 
 from kws_okd.audio.features import EmbeddingMel
 from kws_okd.errors import ConfigError
+from kws_okd.models import embedding_weights
 from kws_okd.models.registry import register_model
 
 
 class SpeechEmbedding(nn.Module):
     """(B, 32, T) embedding log-mels -> (B, L, 96), L = (T - 76) // 8 + 1."""
 
-    LEAKY, FLOOR = 0.2, -0.4
-    # ("conv", out_channels, (time, mel) kernel) | ("pool", (time, mel)); (1, k) kernels
-    # pad the mel axis ("same"), (k, 1) kernels do not pad time ("valid").
-    LAYERS = [("conv", 24, (3, 3)), ("conv", 24, (1, 3)), ("conv", 24, (3, 1)), ("pool", (2, 2)),
-              ("conv", 48, (1, 3)), ("conv", 48, (3, 1)), ("conv", 48, (1, 3)), ("conv", 48, (3, 1)),
-              ("pool", (1, 2)),
-              ("conv", 72, (1, 3)), ("conv", 72, (3, 1)), ("conv", 72, (1, 3)), ("conv", 72, (3, 1)),
-              ("pool", (2, 2)),
-              ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
-              ("pool", (1, 2)),
-              ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
-              ("pool", (2, 2)),
-              ("conv", 96, (3, 1))]
+    # The graph's architecture (kws_okd.models.embedding_weights, which checks the
+    # converted graph against it): see embedding_weights.LAYERS for the notation.
+    LEAKY, FLOOR = embedding_weights.LEAKY, embedding_weights.FLOOR
+    LAYERS = embedding_weights.LAYERS
     WINDOW, STRIDE, DIM = 76, 8, 96
     # The last block: everything after the fourth pooling layer (the "last block" that
     # ``trainable_blocks: 1`` unfreezes).
@@ -157,8 +149,7 @@ class SpeechEmbeddingTeacher(nn.Module):
         self.mel = EmbeddingMel()
         self.embedding = SpeechEmbedding()
         if pretrained:
-            from kws_okd.models.embedding_weights import embedding_state_dict
-            self.embedding.load_state_dict(embedding_state_dict())
+            self.embedding.load_state_dict(embedding_weights.embedding_state_dict())
         for p in self.embedding.parameters():
             p.requires_grad_(False)
         if trainable_blocks:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import shutil
 import time
@@ -14,31 +15,78 @@ from speechbrain.utils.checkpoints import (Checkpoint, Checkpointer, mark_as_loa
                                            register_checkpoint_hooks)
 from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process
 
+from kws_okd.errors import ConfigError
+
 logger = logging.getLogger(__name__)
+
+
+RNG_FORMAT = "kws-okd/rng-state/2"
+
+
+def rng_state() -> dict:
+    """The Python, NumPy, torch CPU and (when present) CUDA generator states as tensors
+    and plain values only (lists, ints, floats, strings, None), so that the file they are
+    saved to loads with ``torch.load(..., weights_only=True)``: no pickled code."""
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    return {"format": RNG_FORMAT,
+            "torch": torch.get_rng_state(),
+            "numpy": {"bit_generator": str(name), "keys": [int(k) for k in keys], "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": {"version": int(version), "internal": [int(v) for v in internal],
+                       "gauss_next": None if gauss_next is None else float(gauss_next)},
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["bit_generator"], np.asarray(n["keys"], dtype=np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_rng_state(path) -> dict:
+    """Read a file :meth:`RNGState.save` wrote, with ``weights_only=True``. A file holding
+    anything but tensors and plain values (an older format, or a crafted pickle) is refused
+    with a :class:`ConfigError` naming it; nothing in it is run."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"{path}: refusing to load this resume file: it holds pickled objects other than tensors "
+            f"and plain values (written by an older kws-okd, or not by kws-okd at all), and nothing "
+            f"in it was run. Delete the checkpoint folder {path.parent} to resume from an earlier "
+            f"checkpoint, or its whole save/ folder to start the run afresh") from None
+    except Exception as e:
+        first = str(e).strip().split("\n")[0]
+        raise ConfigError(f"{path}: not a readable kws-okd RNG state ({type(e).__name__}: {first})") from None
+    if not isinstance(state, dict) or state.get("format") != RNG_FORMAT:
+        raise ConfigError(f"{path}: not a kws-okd RNG state of format {RNG_FORMAT} (found "
+                          f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}); "
+                          f"delete the checkpoint folder {path.parent} to resume without it")
+    return state
 
 
 @register_checkpoint_hooks
 class RNGState:
     """Saves and restores Python, NumPy and torch random states with each checkpoint, so a
     run resumed from a mid-epoch checkpoint draws the same augmentations and dropout masks
-    as the uninterrupted run."""
+    as the uninterrupted run. The file holds only tensors and plain values and is loaded
+    with ``weights_only=True`` (:func:`load_rng_state`)."""
 
     @mark_as_saver
     def save(self, path):
-        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                   path)
+        torch.save(rng_state(), path)
 
     @mark_as_loader
     def load(self, path, end_of_epoch=None):
-        # weights_only=False: the states contain tuples/ndarrays we wrote ourselves.
-        state = torch.load(path, weights_only=False)
-        torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
-        random.setstate(state["python"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        set_rng_state(load_rng_state(path))
 
 
 def distributed_launch() -> bool:

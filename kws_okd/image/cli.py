@@ -13,13 +13,13 @@ def _digits_domains(a):
 
 
 def _image_lodo(a):
-    from kws_okd.image_lodo import IMAGE_RECIPES, QUICK, QUICK_STUDENT, run_lodo
+    from kws_okd.image.lodo import IMAGE_RECIPES, QUICK, QUICK_STUDENT, run_lodo
     overrides = (QUICK if a.quick else []) + list(a.overrides)
     result = run_lodo(overrides, domains=a.domains.split(",") if a.domains else None,
                       methods=a.methods.split(","), seeds=[int(s) for s in a.seeds.split(",")],
                       student=a.student or (QUICK_STUDENT if a.quick else "mobilenetv3_small"),
                       recipe_dir=a.recipe_dir or IMAGE_RECIPES, out=a.out)
-    from kws_okd.image_lodo import render
+    from kws_okd.image.lodo import render
     print(render(result))
 
 
