@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/kws-okd run $(RUN_ARGS)
+	$(VENV)/bin/kws-okd run --results-page docs/results.md $(RUN_ARGS)
 
 test: setup
 	$(PY) -m pytest tests

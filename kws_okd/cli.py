@@ -58,7 +58,8 @@ def _run(a):
     seeds = [int(s) for s in a.seeds.split(",")]
     run_pipeline(a.overrides, methods=a.methods.split(","), seeds=seeds, student=a.student,
                  reference_teachers=[t for t in a.reference_teachers.split(",") if t],
-                 shift_suite=None if a.shift_suite == "none" else a.shift_suite, jobs=a.jobs)
+                 shift_suite=None if a.shift_suite == "none" else a.shift_suite, jobs=a.jobs,
+                 results_page=a.results_page)
 
 
 class Command(NamedTuple):
@@ -152,6 +153,8 @@ def add_core_commands(sub) -> None:
     c.add_argument("--shift-suite", choices=["none", "compact", "full"], default="none",
                    help="also score every model on this shifted-speech suite (compact: about 2 more "
                         "minutes on 2 CPU cores; left out by default to keep `make run` within 30 min)")
+    c.add_argument("--results-page", help="also copy the run's summary.md here (make run: docs/results.md), "
+                                           "its links pointing into the report folder")
     c.add_argument("--student", default="bcresnet2_20ms",
                    help="student recipe (recipes/kws/student/); bcresnet1 is the 10 k-parameter one")
     c.add_argument("--jobs", type=int, default=None,

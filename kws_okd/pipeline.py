@@ -287,7 +287,8 @@ def train_students(runs: dict[str, list[str]], jobs: int | None = None) -> dict[
 
 def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), student="bcresnet2_20ms",
                  teacher_overrides=(), out=None, shift_suite: str | None = "compact",
-                 reference_teachers=(), long_audio_minutes: float | None = 8.0, jobs: int | None = None) -> dict:
+                 reference_teachers=(), long_audio_minutes: float | None = 8.0, jobs: int | None = None,
+                 results_page=None) -> dict:
     overrides = list(overrides)
     tcfg = load_recipe("teacher", overrides + list(teacher_overrides))
     manifests = prepare_data(tcfg.data, progress=tcfg.progress)
@@ -352,7 +353,22 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
             row["suite_acc"] = dict(mean=ms[0], std=ms[1], n=len(seeds))
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", render_summary(summary, report))
+    if results_page:
+        write_results_page(out / "summary.md", Path(results_page))
     return report
+
+
+def write_results_page(summary_md: Path, page: Path) -> None:
+    """``page``: the run's summary with its relative links (plots, report.md) pointing at
+    the report folder, and a line saying where it came from."""
+    import os
+    import re
+    rel = Path(os.path.relpath(summary_md.parent.resolve(), page.parent.resolve()))
+    text = summary_md.read_text()
+    text = re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
+    head = (f"<!-- written by `kws-okd run --results-page {page}` (make run); do not edit by hand -->\n"
+            f"Copied from `{summary_md}` by the run that wrote it; the plots it links to are in that folder.\n\n")
+    write_text(page, head + text)
 
 
 TEST_RECORDINGS = ("test_people", "test_clean", "test_snr5", "test_sentences", "test_real_prompts")

@@ -210,3 +210,18 @@ def test_learning_curve_is_read_against_optimiser_steps(tmp_path):
     c = read_curve(tmp_path)
     assert c["step"] == [35, 70] and c["valid_acc"] == [0.4, 0.725] and c["train_acc"] == [0.3, 0.65]
     assert c["valid_loss"] == [1.9, 1.1]
+
+
+def test_results_page_points_its_links_at_the_report_folder(tmp_path):
+    from kws_okd.pipeline import write_results_page
+    report = tmp_path / "results" / "synth" / "report"
+    report.mkdir(parents=True)
+    (report / "summary.md").write_text("| a |\n\nDET: [det_test_clean.png](det_test_clean.png), "
+                                       "[web](https://x.org/a), [here](#top), [shift](shift/severity.md)\n")
+    page = tmp_path / "docs" / "results.md"
+    write_results_page(report / "summary.md", page)
+    text = page.read_text()
+    assert "[det_test_clean.png](../results/synth/report/det_test_clean.png)" in text
+    assert "[shift](../results/synth/report/shift/severity.md)" in text
+    assert "[web](https://x.org/a)" in text and "[here](#top)" in text
+    assert text.startswith("<!-- written by `kws-okd run --results-page")
