@@ -56,7 +56,7 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert 0.0 <= summary["methods"]["okd_real"]["kwcall_real"]["mean"] <= 1.0
     assert "| kw calls % |" in (out / "summary.md").read_text()
     text = (out / "summary.md").read_text()
-    assert "| bcresnet2_20ms-okd_real |" in text and "klettres-data" in text and "`real`" in text
+    assert "| bcresnet2_20ms-okd_real |" in text and "klettres-data" in text and "report* speakers" in text
     assert "| teacher-resnet (erm) |" in text
     assert (out / "shift" / "severity.md").exists()
     # Long audio: thresholds chosen on the validation recording are stored in the student's
