@@ -163,6 +163,25 @@ THRESHOLDS_CHOSEN_ON = ("validation long audio: isolated words (training familie
                         f"none below {THRESHOLD_FLOOR}")
 
 
+# What a model card reports of the stored thresholds: real people's keywords (report
+# speakers), people talking, and real people's sentences.
+MEASURED_RECORDINGS = {"test_people": "real people's keywords in running audio (report speakers)",
+                       "valid_real": "people talking, no command word (a threshold recording)",
+                       "test_real_prompts": "real people's sentences (Asterisk prompts)"}
+
+
+def measured_at_thresholds(result: dict) -> dict:
+    """Recall and false alarms per hour at the stored thresholds on the recordings of
+    :data:`MEASURED_RECORDINGS` a model was scored on (stored with its thresholds)."""
+    out = {}
+    for rec, what in MEASURED_RECORDINGS.items():
+        pk = (result.get(rec) or {}).get("per_keyword")
+        if pk:
+            out[rec] = dict(what=what, keywords=pk["n_events"], found=pk["hits"],
+                            fa_per_hour=round(float(pk["fa_per_hour"]), 2))
+    return out
+
+
 def default_jobs(n_jobs: int) -> int:
     """Worker processes for ``n_jobs`` trainings or traces: one per CPU core, at most four
     (a training run holds its corpus in memory)."""
@@ -201,16 +220,17 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
     for name, path in students.items():
         tr = {k: traces[(str(path), str(w))] for k, w in recs.items()}
         thr = calibrate_traces([(tr[k], labels[k]) for k in valid], cfg, fa_per_hour, THRESHOLD_FLOOR)
+        results[name] = dict(thresholds=thr, **{  # no keyword in people talking: its false alarms only
+            k: {"per_keyword": score_at_thresholds(tr[k], labels[k], cfg, thr)} if k == "valid_real"
+            else score_trace(tr[k], labels[k], cfg, thr) for k in recs})
         set_stream_thresholds(path, thr, target_fa_per_hour=fa_per_hour, hop_ms=cfg.hop_ms, smooth=cfg.smooth,
-                              refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON)
+                              refractory_s=cfg.refractory_s, chosen_on=THRESHOLDS_CHOSEN_ON,
+                              measured=measured_at_thresholds(results[name]))
         try:   # storing the thresholds changed the file: prepare its fast-path entry now, next
             load_fast_model(path, embed=True)   # to it and inside it, so that the first `kws-okd
             # stream` on it, or on a copy of model.pt alone, starts warm
         except (FastPathUnavailable, KWSError):
             pass
-        results[name] = dict(thresholds=thr, **{  # no keyword in people talking: its false alarms only
-            k: {"per_keyword": score_at_thresholds(tr[k], labels[k], cfg, thr)} if k == "valid_real"
-            else score_trace(tr[k], labels[k], cfg, thr) for k in recs})
     for rec in (k for k in recs if k in TEST_RECORDINGS):
         plot_det({n: r[rec]["curve"] for n, r in results.items()}, out / f"det_{rec}.png",
                  f"DET on {rec} ({results[next(iter(results))][rec]['minutes']:g} min)")

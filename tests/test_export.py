@@ -61,7 +61,10 @@ def exported(tmp_path_factory):
     model.eval()
     save_model(root / "model.pt", model, {"name": "bcresnet1"}, CLASSES, {"role": "student"})
     set_stream_thresholds(root / "model.pt", {CLASSES[0]: 0.8125, CLASSES[1]: 0.9}, target_fa_per_hour=1.0,
-                          hop_ms=20.0, smooth=5, refractory_s=1.0, chosen_on="a validation recording")
+                          hop_ms=20.0, smooth=5, refractory_s=1.0, chosen_on="a validation recording",
+                          measured={"test_people": dict(what="real people's keywords", keywords=40, found=29,
+                                                        fa_per_hour=3.5),
+                                    "valid_real": dict(what="people talking", keywords=0, found=0, fa_per_hour=0.0)})
     rows = []
     for i in range(32):
         w = CLASSES[i % len(CLASSES)]
@@ -147,6 +150,8 @@ def test_model_card(exported):
     # The detection thresholds stored in the model file travel into the card.
     assert card["detection"]["thresholds"] == {CLASSES[0]: 0.8125, CLASSES[1]: 0.9}
     assert "## Detection thresholds" in md and f"| {CLASSES[0]} | 0.8125 |" in md
+    # and what they were measured to do
+    assert "| real people's keywords | 29 of 40 | 3.5 |" in md and "| people talking | – | 0 |" in md
 
 
 @pytest.mark.parametrize("frontend", [{"name": "logmel"}, {"name": "mfcc"},

@@ -82,6 +82,10 @@ def test_default_job_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     select = {lb["source"] for lb in read_labels_of(tmp_path, "valid_people") if lb["source"].startswith("people/")}
     assert select and not select & {lb["source"] for lb in people}   # other speakers
     assert "select speakers" in blob["stream"]["chosen_on"]
+    # what the stored thresholds do on real people's keywords travels with them (model card)
+    erm = report["models"]["bcresnet2_20ms-erm/seed0"]
+    measured = blob["stream"]["measured"]["test_people"]
+    assert measured["keywords"] == erm["people_events"] and measured["found"] == round(erm["people_recall"] * erm["people_events"])
     assert 0.0 <= r["kw_frr_clean"] <= 1.0
     assert "FRR @ 1 FA/h" in text and (out / "det_test_clean.png").exists()
     # The errors at the stored thresholds, broken down: they add up to the totals.

@@ -245,6 +245,11 @@ def render_card(c) -> str:
                   "`kws-okd stream` uses them unless thresholds are given.", "",
                   "| keyword | threshold |", "|---|---|"]
         lines += [f"| {k} | {v:.7g} |" for k, v in det["thresholds"].items()]
+        if det.get("measured"):
+            lines += ["", "At these thresholds (measured by `make run` when it chose them):", "",
+                      "| recording | keywords found | false alarms per hour |", "|---|---|---|"]
+            lines += [f"| {m['what']} | " + (f"{m['found']} of {m['keywords']}" if m["keywords"] else "–")
+                      + f" | {m['fa_per_hour']:g} |" for m in det["measured"].values()]
     lines.append("")
     return "\n".join(lines)
 

@@ -154,7 +154,10 @@ def train(cfg) -> Path:
             raise ConfigError(f"{teacher_ckpt}: teacher classes {teacher_blob['classes']} differ from "
                               f"the data's {classes}")
         offset = teacher_blob.get("info", {}).get("calibration", {}).get("unknown_offset")
-        if offset and str(cfg.get("distil_from", "calibrated")) == "raw":
+        raw_teacher = str(cfg.get("distil_from", "calibrated")) == "raw"
+        if offset and not raw_teacher and hasattr(objective, "set_teacher_offset"):   # OKD's ood_teacher: raw
+            objective.set_teacher_offset(classes.index("_unknown_"), float(offset))
+        if offset and raw_teacher:
             # The student learns the teacher's own hearing; its offset is its own, chosen
             # after training on the same select speakers (kws_okd/train/calibrate.py).
             from kws_okd.train.calibrate import fold_offset
