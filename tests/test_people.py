@@ -2,7 +2,6 @@
 (kws_okd/train/calibrate.py)."""
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from torch import nn
 
@@ -12,15 +11,9 @@ from kws_okd.data.words import KEYWORDS_12, UNKNOWN
 from kws_okd.errors import ConfigError, DataError
 from kws_okd.models import build_model
 from kws_okd.train import calibrate as cal
+from tests.conftest import write_tone
 
 CLASSES = ["_silence_", UNKNOWN, *KEYWORDS_12]
-
-
-def _clip(root, word, speaker, n=0, frames=16000, sr=16000):
-    p = root / word / f"{speaker}_nohash_{n}.wav"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(p), np.full(frames, 0.01, dtype=np.float32), sr, subtype="PCM_16")
-    return p
 
 
 def test_vendored_set_roles_are_disjoint_by_speaker_and_cover_every_clip():
@@ -65,14 +58,14 @@ def test_bad_development_clips_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no <word>"):
         people.scan_people(tmp_path / "empty")
-    _clip(tmp_path / "d", "yes", "aa")
+    write_tone(tmp_path / "d" / "yes" / "aa_nohash_0.wav")
     bad = tmp_path / "d" / "no" / "bb_nohash_0.wav"
     bad.parent.mkdir()
     bad.write_bytes(b"RIFF not a wav")
     with pytest.raises(DataError, match="bb_nohash_0.wav: unreadable"):
         people.scan_people(tmp_path / "d")
     bad.unlink()
-    _clip(tmp_path / "d", "no", "bb", sr=8000, frames=8000)
+    write_tone(tmp_path / "d" / "no" / "bb_nohash_0.wav", sr=8000)
     with pytest.raises(DataError, match="bb_nohash_0.wav: development clips are 16-kHz"):
         people.scan_people(tmp_path / "d")
 
@@ -88,6 +81,9 @@ def test_people_manifest_written_once_and_repeat(tmp_path):
     rows3 = read_manifest(q)
     assert len(rows3) == 3 * len(people.people_rows(CLASSES, "train"))
     assert len({r["ID"] for r in rows3}) == len(rows3)
+    once = read_manifest(people.write_people_manifest(tmp_path / "y.csv", CLASSES, "train"))
+    assert [r["ID"] for r in once] == [r["ID"] for r in people.people_rows(CLASSES, "train")]
+    assert [r["ID"] for r in people.repeated([dict(ID="a"), dict(ID="b")], 2)] == ["a#0", "a#1", "b#0", "b#1"]
 
 
 def test_balanced_accuracy_by_hand():

@@ -101,12 +101,25 @@ def people_rows(classes: list[str], role: str, root=PEOPLE_DIR) -> list[dict]:
     return rows
 
 
-def write_people_manifest(path, classes: list[str], role: str, repeat: int = 1, root=PEOPLE_DIR) -> Path:
-    """Write one role's clips as a manifest (each row ``repeat`` times); return its path."""
+def repeated(rows: list[dict], times: int) -> list[dict]:
+    """Each row ``times`` times, the copies told apart by ``#k`` on their IDs (rows as
+    they are when ``times`` is 1)."""
+    if times == 1:
+        return list(rows)
+    return [dict(r, ID=f"{r['ID']}#{k}") for r in rows for k in range(times)]
+
+
+def _role_rows(classes: list[str], role: str, root=PEOPLE_DIR) -> list[dict]:
+    """:func:`people_rows`, refusing a role with no clip for ``classes``."""
     rows = people_rows(classes, role, root)
     if not rows:
         raise DataError(f"{root}: no development clip of role {role!r} for the classes {classes}")
-    write_manifest(path, [dict(r, ID=f"{r['ID']}#{k}" if k else r["ID"]) for r in rows for k in range(repeat)])
+    return rows
+
+
+def write_people_manifest(path, classes: list[str], role: str, repeat: int = 1, root=PEOPLE_DIR) -> Path:
+    """Write one role's clips as a manifest (each row ``repeat`` times); return its path."""
+    write_manifest(path, repeated(_role_rows(classes, role, root), repeat))
     return Path(path)
 
 
@@ -128,9 +141,7 @@ def people_manifest(manifest_dir, role: str) -> Path:
     from kws_okd.data.manifest import read_classes, read_manifest
     manifest_dir = Path(manifest_dir)
     path = manifest_dir / f"people_{role}.csv"
-    rows = people_rows(read_classes(manifest_dir / "classes.txt"), role)
-    if not rows:
-        raise DataError(f"{PEOPLE_DIR}: no development clip of role {role!r} for the classes of {manifest_dir}")
+    rows = _role_rows(read_classes(manifest_dir / "classes.txt"), role)
     try:
         if [(r["ID"], r["label"]) for r in read_manifest(path)] == [(r["ID"], r["label"]) for r in rows]:
             return path

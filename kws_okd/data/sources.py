@@ -48,13 +48,11 @@ def _prepare_gsc_layout(root, cfg) -> Path:
         # Real people's clips (the development set's train speakers), each people_weight
         # times: the only labelled human keywords the default corpus has.
         from kws_okd.data.manifest import read_manifest, write_manifest
-        from kws_okd.data.people import people_rows
-        classes = (out / "classes.txt").read_text().split()
-        people = people_rows(classes, "train")
-        write_manifest(out / "train.csv", read_manifest(out / "train.csv") + [
-            dict(r, ID=f"{r['ID']}#{k}") for r in people for k in range(want["people_weight"])])
-        info["sets"]["train"] += len(people) * want["people_weight"]
-        info["people_added"] = len(people) * want["people_weight"]
+        from kws_okd.data.people import people_rows, repeated
+        people = repeated(people_rows((out / "classes.txt").read_text().split(), "train"), want["people_weight"])
+        write_manifest(out / "train.csv", read_manifest(out / "train.csv") + people)
+        info["sets"]["train"] += len(people)
+        info["people_added"] = len(people)
     info.update(people_weight=want["people_weight"])
     info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"],
                 real_negative_folders=want["real_negative_folders"])

@@ -367,8 +367,7 @@ def build_people_recordings(manifests_dir, corpus_noise_dir, out_dir, heldout_re
     half = len(real) // 2
     out = {}
     for i, (name, role) in enumerate(PEOPLE_RECORDINGS.items()):
-        pool = manifests_dir / f"people_{role}.csv"
-        people_manifest(manifests_dir, role)
+        pool = people_manifest(manifests_dir, role)
         settings = dict(pool=hashlib.sha1(pool.read_bytes()).hexdigest()[:16], minutes=minutes, snr_db=snr_db,
                         seed=seed, real=len(real), version=1)
         wav = out_dir / f"{name}.wav"
