@@ -167,7 +167,7 @@ THRESHOLDS_CHOSEN_ON = ("validation long audio: isolated words (training familie
 # What a model card reports of the stored thresholds: real people's keywords (report
 # speakers), people talking, and real people's sentences.
 MEASURED_RECORDINGS = {"test_people": "real people's keywords in running audio (report speakers)",
-                       "valid_real": "people talking, no command word (a threshold recording)",
+                       "valid_real": "people talking, no keyword (a threshold recording)",
                        "test_real_prompts": "real people's sentences (Asterisk prompts)"}
 
 
@@ -201,8 +201,9 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
     from kws_okd.stream.longaudio import plot_det, read_labels
     from kws_okd.train.checkpoint import load_model, set_stream_thresholds
     cache_dir = Path(manifests) / "long_audio" / "fast_models"   # scratch: model.pt changes below
+    from kws_okd.data.registry import clip_seconds_of
     recs = long_audio_recordings(manifests, corpus_noise, held_real, real_dev, minutes)
-    cfg = StreamConfig()
+    cfg = StreamConfig(window_s=clip_seconds_of(Path(manifests) / "train.csv"))
     students = {}
     for name, path in models.items():
         model, blob = load_model(path)
@@ -416,8 +417,9 @@ def _people_metrics(r: dict | None) -> dict:
 
 
 def _keyword_line_metrics(r: dict | None) -> dict:
-    """The report fields of people saying command words in a game's lines (none without it)."""
-    if not r:
+    """The report fields of people saying command words in a game's lines (none without
+    it, or when no line names a keyword of the model)."""
+    if not r or "top_keyword" not in r:
         return {}
     pk = r["per_keyword"]
     return dict(kwline_hits=pk["hits"], kwline_events=pk["n_events"], kwline_fa=pk["fa_per_hour"],

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from kws_okd.audio.io import fix_length, resample, write_audio
 from kws_okd.data.tts import get_engine
-from kws_okd.data.words import BACKGROUND, EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS, KEYWORDS_12
+from kws_okd.data.words import BACKGROUND, EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS, KEYWORDS_12, spoken
 from kws_okd.utils.atomic import write_json, write_text
 
 SIZES = {
@@ -56,9 +56,13 @@ class CorpusSpec:
     # Piper's prosody noise, a factor on each voice's own noise scales (0: one prosody
     # per word and voice; 1: the voice's natural variation, seeded per clip).
     piper_noise: float = 0.0
+    # The words that get keyword_takes (a user's own keywords: kws_okd/keywords), and the
+    # length of every clip (longer for phrases).
+    keywords: tuple = KEYWORDS_12
+    clip_seconds: float = 1.0
 
     def takes_of(self, word: str) -> int:
-        return max(self.takes, self.keyword_takes) if word in KEYWORDS_12 else self.takes
+        return max(self.takes, self.keyword_takes) if word in self.keywords else self.takes
 
     def words_of(self, family: str) -> tuple:
         if self.extra_word_families is not None and family not in self.extra_word_families:
@@ -81,8 +85,10 @@ class CorpusSpec:
 
     def digest(self) -> str:
         d = asdict(self)
-        if not d["piper_noise"]:   # a field added later: corpora built without it keep their digest
-            del d["piper_noise"]
+        # Fields added later: corpora built before them keep their digest.
+        for key, default in (("piper_noise", 0.0), ("keywords", KEYWORDS_12), ("clip_seconds", 1.0)):
+            if d[key] == default:
+                del d[key]
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
@@ -191,7 +197,7 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     rng = np.random.default_rng(spec.seed)
-    n = spec.sample_rate  # one-second clips
+    n = int(round(spec.sample_rate * spec.clip_seconds))
 
     jobs, speakers, lists = [], [], {"validation": [], "testing": []}
     all_voices = []
@@ -218,7 +224,7 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
         engine, v, word, take, rel, seed = job
         r = np.random.default_rng(seed)
         jitter = 0.0 if take == 0 else float(r.uniform(-0.1, 0.1))
-        x = engine.synthesize(v, word, spec.sample_rate, jitter)
+        x = engine.synthesize(v, spoken(word), spec.sample_rate, jitter)
         if take > 0 and spec.perturb:
             from kws_okd.data.perturb import random_speaker_perturbation
             x, _ = random_speaker_perturbation(x, spec.sample_rate, r)

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from kws_okd.data.manifest import write_manifest
 from kws_okd.data.words import (BACKGROUND, EXTRA_UNKNOWN_WORDS, GSC_V1_WORDS, GSC_V2_EXTRA,
-                                GSC_V2_WORDS, KEYWORDS_12, SILENCE, UNKNOWN)
+                                GSC_V2_WORDS, KEYWORDS_12, SILENCE, UNKNOWN, folder_name)
 from kws_okd.errors import DataError
 from kws_okd.utils.atomic import write_json, write_text
 
@@ -53,6 +53,16 @@ def _read_domains(root: Path) -> dict[str, str]:
         return {r["spk_id"]: r["domain"] for r in csv.DictReader(f)}
 
 
+def corpus_words(root: Path) -> tuple:
+    """The words an embedded corpus says (its ``corpus.json``), or none for other folders."""
+    import json
+    meta = Path(root) / "corpus.json"
+    if not meta.is_file():
+        return ()
+    spec = json.loads(meta.read_text()).get("spec", {})
+    return tuple(spec.get("words", ())) + tuple(spec.get("extra_words", ()))
+
+
 def scan(root, words: tuple | None = None) -> list[Clip]:
     """List every clip of a GSC-layout folder with its split and domain."""
     root = Path(root)
@@ -61,7 +71,7 @@ def scan(root, words: tuple | None = None) -> list[Clip]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: data folder is empty (expected one folder per word)")
-    known = set(words or GSC_V2_WORDS + EXTRA_UNKNOWN_WORDS)
+    known = set(words or corpus_words(root) or GSC_V2_WORDS + EXTRA_UNKNOWN_WORDS)
     unknown = [p.name for p in folders if p.name not in known and p.name != BACKGROUND]
     if unknown:
         raise DataError(f"{root}: unknown word folder(s) {unknown}; known words: {sorted(known)}")
@@ -103,28 +113,32 @@ def _silence_rows(root: Path, n: int, label: int, rng, split: str, sr: int = 160
     return rows
 
 
-def class_names(task: str, version: int) -> list[str]:
+def class_names(task: str, version: int, keywords=None) -> list[str]:
+    if str(task) == "keywords":   # a user's own keywords (kws_okd/keywords), class names as folders
+        if not keywords:
+            raise DataError("task 'keywords' needs the list of keywords")
+        return [folder_name(k) for k in keywords] + [UNKNOWN, SILENCE]
     if str(task) == "12":
         return list(KEYWORDS_12) + [UNKNOWN, SILENCE]
     if str(task) == "35":
         return sorted(GSC_V2_WORDS if version == 2 else GSC_V1_WORDS)
-    raise DataError(f"unknown task {task!r}; choose '12' or '35'")
+    raise DataError(f"unknown task {task!r}; choose '12', '35' or 'keywords'")
 
 
 def prepare(root, out_dir, task: str = "35", ood_domains=(), train_domains=None,
-            seed: int = 0, unknown_ratio: float = 1.0) -> dict:
+            seed: int = 0, unknown_ratio: float = 1.0, keywords=None) -> dict:
     """Write train/valid/test_id (and one test_ood_<domain>) manifests into ``out_dir``.
 
     Clips of ``ood_domains`` never appear in train or valid: the whole family is
     held out, all of its clips form that domain's OOD test set. For the 12-class
-    task each split keeps as many ``_unknown_`` and ``_silence_`` clips as an average
+    task (and task ``keywords``: ``keywords`` + ``_unknown_`` + ``_silence_``) each split keeps as many ``_unknown_`` and ``_silence_`` clips as an average
     keyword has, except train, which keeps ``unknown_ratio`` times as many
     ``_unknown_`` (more of ordinary speech to reject).
     """
     root, out_dir = Path(root), Path(out_dir)
     clips = scan(root)
     version = detect_version(root)
-    classes = class_names(task, version)
+    classes = class_names(task, version, keywords)
     if str(task) == "35":
         clips = [c for c in clips if c.word in classes]
     index = {c: i for i, c in enumerate(classes)}
@@ -145,10 +159,10 @@ def prepare(root, out_dir, task: str = "35", ood_domains=(), train_domains=None,
         picked = [c for c in clips if c.split == split and c.domain not in ood_domains
                   and (train_domains is None or c.domain in train_domains)]
         rows = [_row(c, *label_of(c.word)) for c in picked]
-        if str(task) == "12":
+        if str(task) != "35":
             known = [r for r in rows if r["word"] != UNKNOWN]
             unk = [r for r in rows if r["word"] == UNKNOWN]
-            per_class = max(1, len(known) // len(KEYWORDS_12))
+            per_class = max(1, len(known) // (len(classes) - 2))
             n_unk = round(per_class * (unknown_ratio if split == "train" else 1.0))
             keep = rng.permutation(len(unk))[:max(1, n_unk)]
             rows = known + [unk[i] for i in sorted(keep)]
@@ -162,6 +176,7 @@ def prepare(root, out_dir, task: str = "35", ood_domains=(), train_domains=None,
         write_manifest(out_dir / f"{name}.csv", rows)
     write_text(out_dir / "classes.txt", "".join(c + "\n" for c in classes))
     info = dict(root=str(root.resolve()), task=str(task), version=version, classes=classes,
+                **({"keywords": list(keywords)} if str(task) == "keywords" else {}),
                 ood_domains=list(ood_domains), train_domains=train_domains,
                 sets={k: len(v) for k, v in sets.items()},
                 eval_sets={k: ("ood" if k.startswith("test_ood_") else "id")

@@ -48,4 +48,17 @@ def load_dataset(manifest, progress: bool = False):
     modality = modality_of(manifest)
     if modality not in DATASETS:
         raise DataError(f"{manifest}: no dataset class for modality {modality!r}")
-    return DATASETS[modality](manifest, progress=progress)
+    extra = {}
+    if modality == "audio" and (seconds := clip_seconds_of(manifest)) != 1.0:
+        extra["clip_seconds"] = seconds
+    return DATASETS[modality](manifest, progress=progress, **extra)
+
+
+def clip_seconds_of(manifest) -> float:
+    """The clip length of a manifest folder's corpus (``protocol.json``; 1 s unless a
+    keyword phrase needed longer)."""
+    for folder in (Path(manifest).parent, Path(manifest).parent.parent):
+        proto = folder / "protocol.json"
+        if proto.exists():
+            return float(json.loads(proto.read_text()).get("clip_seconds", 1.0))
+    return 1.0

@@ -25,6 +25,10 @@ def _prepare_gsc_layout(root, cfg) -> Path:
                 unknown_ratio=float(cfg.get("unknown_ratio", 1.0)),
                 real_negatives=float(cfg.get("real_negatives", 0.0)),
                 people_weight=int(cfg.get("people_weight", 0) or 0),
+                # A user's own keywords and a window other than 1 s (kws_okd/keywords);
+                # absent otherwise, so that manifests written before them stay valid.
+                **({"keywords": list(cfg.keywords)} if cfg.get("keywords") else {}),
+                **({"clip_seconds": float(cfg.clip_seconds)} if float(cfg.get("clip_seconds", 1.0)) != 1.0 else {}),
                 # Other folders give other negatives: a change rebuilds the manifests.
                 real_negative_folders=[str(Path(f).resolve()) for f in cfg.get("real_negative_folders") or []]
                 or None)
@@ -38,8 +42,8 @@ def _prepare_gsc_layout(root, cfg) -> Path:
     seed = int(cfg.get("split_seed", 0))
     info = gsc.prepare(root, out, task=want["task"], ood_domains=want["ood_domains"],
                        train_domains=want["train_domains"], seed=seed,
-                       unknown_ratio=want["unknown_ratio"])
-    if want["real_negatives"] > 0 and want["task"] == "12":
+                       unknown_ratio=want["unknown_ratio"], keywords=want.get("keywords"))
+    if want["real_negatives"] > 0 and want["task"] != "35":
         from kws_okd.data.negatives import add_real_negatives
         n = add_real_negatives(out, want["real_negatives"], want["real_negative_folders"], seed=seed)
         info["sets"]["train"] += n
@@ -53,7 +57,7 @@ def _prepare_gsc_layout(root, cfg) -> Path:
         write_manifest(out / "train.csv", read_manifest(out / "train.csv") + people)
         info["sets"]["train"] += len(people)
         info["people_added"] = len(people)
-    info.update(people_weight=want["people_weight"])
+    info.update(people_weight=want["people_weight"], **{k: want[k] for k in ("clip_seconds",) if k in want})
     info.update(unknown_ratio=want["unknown_ratio"], real_negatives=want["real_negatives"],
                 real_negative_folders=want["real_negative_folders"])
     info["corpus_stamp"] = stamp
@@ -83,3 +87,11 @@ def prepare_gsc(cfg, progress=True) -> Path:
         raise ConfigError("data.root: path to a Google Speech Commands folder is required "
                           "(e.g. data.root=/data/speech_commands_v0.02)")
     return _prepare_gsc_layout(Path(cfg.root), cfg)
+
+
+@register_data_kind("keywords")
+def prepare_keywords(cfg, progress=True) -> Path:
+    """A user's own keywords (``data.keywords``): synthesised with their near misses and
+    the usual ``_unknown_`` words (kws_okd/keywords/corpus.py)."""
+    from kws_okd.keywords.corpus import keyword_spec
+    return _prepare_gsc_layout(build_corpus(cfg.corpus_dir, keyword_spec(cfg), progress=progress), cfg)

@@ -32,3 +32,14 @@ EXTRA_UNKNOWN_WORDS = (
     "yet", "less", "nope", "note", "cup", "us", "town", "dawn", "lift", "loft", "light",
     "bright", "often", "of", "top", "stock", "step", "gold", "goat", "ago",
 )
+
+
+def spoken(name: str) -> str:
+    """What a synthesiser says for a word folder or class name: a phrase's folder
+    (``lights_on``) has underscores where its words have spaces."""
+    return name.replace("_", " ")
+
+
+def folder_name(phrase: str) -> str:
+    """The class and word-folder name of a keyword phrase: its spaces made underscores."""
+    return phrase.replace(" ", "_")

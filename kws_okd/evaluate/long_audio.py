@@ -358,7 +358,8 @@ def build_people_recordings(manifests_dir, corpus_noise_dir, out_dir, heldout_re
     ``out_dir`` unless built with the same settings. Each holds the role's clips (its
     keywords, half the words, and its other words) 0.4-1.6 s apart, with real talk between
     them (held-out klettres windows: half to each recording) over the corpus's noise at
-    ``snr_db``. Returns ``{name: wav path}``."""
+    ``snr_db``. Keywords no speaker of a role says are left out; a role that says none
+    gets no recording. Returns ``{name: wav path}``."""
     from kws_okd.data.people import people_manifest
     from kws_okd.stream.longaudio import is_built
     manifests_dir, out_dir = Path(manifests_dir), Path(out_dir)
@@ -368,6 +369,9 @@ def build_people_recordings(manifests_dir, corpus_noise_dir, out_dir, heldout_re
     out = {}
     for i, (name, role) in enumerate(PEOPLE_RECORDINGS.items()):
         pool = people_manifest(manifests_dir, role)
+        said = [k for k in keywords if k in {r["word"] for r in read_manifest(pool)}]
+        if not said:   # a user's own keywords that no Speech Commands speaker says
+            continue
         settings = dict(pool=hashlib.sha1(pool.read_bytes()).hexdigest()[:16], minutes=minutes, snr_db=snr_db,
                         seed=seed, real=len(real), version=1)
         wav = out_dir / f"{name}.wav"
@@ -375,7 +379,7 @@ def build_people_recordings(manifests_dir, corpus_noise_dir, out_dir, heldout_re
             talk = real[:half] if i == 0 else real[half:]
             rows = read_manifest(pool) + _wav_rows(out_dir / "clips", f"talk_{role}", talk[:60])
             write_manifest(out_dir / f"pool_{name}.csv", rows)
-            info = compose_long_audio(out_dir / f"pool_{name}.csv", wav, minutes=minutes, keywords=keywords,
+            info = compose_long_audio(out_dir / f"pool_{name}.csv", wav, minutes=minutes, keywords=said,
                                       noise_dir=corpus_noise_dir, snr_db=snr_db, seed=seed + 7 + i,
                                       keyword_share=0.5, gap_s=(0.4, 1.6))
             write_json(wav.with_suffix(".json"), dict(info, settings=settings))

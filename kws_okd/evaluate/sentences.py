@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kws_okd.audio.io import write_audio
+from kws_okd.data.words import spoken
 from kws_okd.errors import DataError
 from kws_okd.stream.longaudio import is_built, speech_span, write_labels
 from kws_okd.utils.atomic import write_json
@@ -77,6 +78,19 @@ VALID_NEGATIVE_SENTENCES = (
 TEXTS = {"test": (CARRIERS, NEGATIVE_SENTENCES), "valid": (VALID_CARRIERS, VALID_NEGATIVE_SENTENCES)}
 
 
+def without_keywords(texts, keywords):
+    """``(carriers, negative sentences)`` without those that say a keyword (a user's own
+    keywords may be everyday words: "the train leaves at seven" for the digits)."""
+    said = [spoken(k).split() for k in keywords]
+
+    def says(text):
+        words = text.split()
+        return any(words[i:i + len(k)] == k for k in said for i in range(len(words)))
+
+    carriers, negatives = texts
+    return ([c for c in carriers if not says(c[0]) and not says(c[1])], [t for t in negatives if not says(t)])
+
+
 def _render(engine, voice, text: str, sr: int) -> np.ndarray:
     x = engine.synthesize(voice, text, sr)
     a, b = speech_span(x, sr)
@@ -98,7 +112,7 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
         raise DataError("a sentence recording needs at least one synthesiser family")
     if texts not in TEXTS:
         raise DataError(f"unknown sentence texts {texts!r}; known: {sorted(TEXTS)}")
-    carriers, negatives = TEXTS[texts]
+    carriers, negatives = without_keywords(TEXTS[texts], keywords)
     rng = np.random.default_rng(seed)
     speakers, engine_options = [], engine_options or {}
     if voices:
@@ -129,7 +143,7 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
                 pause = np.zeros(int(rng.uniform(0.03, 0.12) * sample_rate), dtype=np.float32)
                 parts.append(pause)
                 pos += len(pause)
-            x = _render(engine, voice, text, sample_rate)
+            x = _render(engine, voice, spoken(text), sample_rate)
             parts.append(x)
             spans.append((pos, pos + len(x), text, kind))
             pos += len(x)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kws_okd.data.dataset import ManifestDataset
+from kws_okd.data.registry import load_dataset
 from kws_okd.evaluate.report import accuracy_by_domain, predict
 from kws_okd.export.frontend import DFTFrames, ExportNet, WindowClassifier, check_frontend
 from kws_okd.export.latency import ort_window_ms, torch_window_ms
@@ -20,7 +20,7 @@ from kws_okd.export.onnx_io import (TOLERANCE, export_onnx, export_torchscript, 
                                     require_close, run_onnx, session)
 from kws_okd.models import count_macs, count_params
 from kws_okd.stream.features import frame_spec
-from kws_okd.train.checkpoint import load_model
+from kws_okd.train.checkpoint import load_model, model_window_s
 from kws_okd.utils.atomic import write_json, write_text
 
 SAMPLE_RATE = 16000
@@ -54,7 +54,7 @@ def export_streaming(model, classes, out: Path, num_samples: int = SAMPLE_RATE) 
     from kws_okd.stream.backends import OnnxStreamModel
     from kws_okd.stream.engine import StreamConfig, StreamEngine
     audio = _probe_inputs(3).reshape(-1).numpy()
-    cfg = StreamConfig(hop_ms=20, smooth=1, keywords=list(classes), threshold=2.0)
+    cfg = StreamConfig(hop_ms=20, smooth=1, keywords=list(classes), threshold=2.0, window_s=num_samples / SAMPLE_RATE)
     traces = []
     for m in (model, OnnxStreamModel(out)):
         eng = StreamEngine(m, classes, cfg, record=True)
@@ -76,16 +76,17 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
     out = Path(out_dir)
     model, blob = load_model(model_path)
     classes = blob["classes"]
+    n = int(round(SAMPLE_RATE * model_window_s(blob)))   # samples per window: 1 s unless a phrase needed more
     net = ExportNet(model).eval()
-    probe = _probe_inputs()
+    probe = _probe_inputs(num_samples=n)
     card = dict(model=str(model_path), architecture=blob["model"], classes=classes,
                 info={k: v for k, v in blob.get("info", {}).items() if isinstance(v, (int, float, str))},
-                params=count_params(model), macs_per_inference=count_macs(model),
-                macs_note="backbone convolutions and linear layers per 1 s window; the front-end "
+                params=count_params(model), macs_per_inference=count_macs(model, num_samples=n), window_s=n / SAMPLE_RATE,
+                macs_note=f"backbone convolutions and linear layers per {n / SAMPLE_RATE:g} s window; the front-end "
                           "(FFT in PyTorch, DFT-as-conv in the exports) is not counted",
                 tolerance=dict(onnx_fp32=TOLERANCE, int8=INT8_TOLERANCE), files={}, checks={},
                 detection=blob.get("stream"))
-    card["checks"]["dft_frontend_vs_torchaudio_max_abs"] = check_frontend(model)
+    card["checks"]["dft_frontend_vs_torchaudio_max_abs"] = check_frontend(model, num_samples=n)
     with torch.no_grad():
         card["checks"]["export_net_vs_model_logits_max_abs"] = float((net(probe) - model(probe)).abs().max())
 
@@ -98,17 +99,17 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
     diff = max_diff_vs_torch(model, fp32, probe)
     require_close(f"{out / 'model.onnx'}", diff)
     card["checks"]["onnx_vs_torch_max_abs"] = diff
-    card["streaming"] = export_streaming(model, classes, out)
+    card["streaming"] = export_streaming(model, classes, out, num_samples=n)
 
     int8 = None
     if calib:
-        card["int8"] = export_int8(model, out, calib, calib_clips, int8_backbone, probe, int8_frame_planes)
+        card["int8"] = export_int8(model, out, calib, calib_clips, int8_backbone, probe, int8_frame_planes, n)
         card["checks"].update(card["int8"].pop("checks"))
         int8 = session(out / "model.int8.onnx")
 
     card["accuracy"] = {}
     for test in tests:
-        ds = ManifestDataset(test)
+        ds = load_dataset(test)
         torch_pred = predict(model, ds)
         onnx_logits = run_onnx(fp32, ds.waves.numpy())
         entry = dict(pytorch=_accuracy("pytorch", torch_pred, ds),
@@ -126,12 +127,12 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
         card["accuracy"][Path(test).stem] = entry
 
     card["latency_ms"] = dict(
-        note="median per 1 s window, single thread (torch.set_num_threads(1), ORT intra_op_num_threads=1), "
+        note=f"median per {n / SAMPLE_RATE:g} s window, single thread (torch.set_num_threads(1), ORT intra_op_num_threads=1), "
              "on a shared machine",
-        pytorch=torch_window_ms(model, runs=latency_runs),
-        onnx_fp32=ort_window_ms(fp32, runs=latency_runs))
+        pytorch=torch_window_ms(model, num_samples=n, runs=latency_runs),
+        onnx_fp32=ort_window_ms(fp32, num_samples=n, runs=latency_runs))
     if int8 is not None:
-        card["int8_vs_fp32"] = compare_int8(fp32, int8, card, latency_runs)
+        card["int8_vs_fp32"] = compare_int8(fp32, int8, card, latency_runs, n)
         # batch 1, measured interleaved with float (what the comparison reports)
         card["latency_ms"]["onnx_fp32"] = card["int8_vs_fp32"]["latency_ms_per_clip"]["batch_1"]["onnx_fp32"]
         card["latency_ms"]["onnx_int8"] = card["int8_vs_fp32"]["latency_ms_per_clip"]["batch_1"]["onnx_int8"]
@@ -156,7 +157,8 @@ INT8_BACKBONE_SCHEME = ("backbone convolutions static QDQ int8 (weights per chan
                         "tensor, 99.99th-percentile ranges)")
 
 
-def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, probe, planes: int = 1) -> dict:
+def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, probe, planes: int = 1,
+                num_samples: int = SAMPLE_RATE) -> dict:
     """Write ``model.int8.onnx``: the int8 DFT front-end (models with a log-mel/MFCC front-end),
     plus int8 backbone convolutions with ``int8_backbone`` or when there is no DFT front-end.
     ``planes=2`` cuts each frame into two int8 planes (Int8Frames): closer to float, and
@@ -167,7 +169,7 @@ def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, 
     info = dict(checks={})
     front = INT8_FRONTEND_SCHEME + (TWO_PLANES if planes == 2 else "")
     if spec is not None:
-        info.update(export_int8_frontend(model, spec, path, planes=planes))
+        info.update(export_int8_frontend(model, spec, path, num_samples=num_samples, planes=planes))
         with torch.no_grad():
             sim = Int8Net(model, spec, planes=planes).eval()(probe).numpy()
         diff = float(np.abs(run_onnx(session(path), probe.numpy()) - sim).max())
@@ -175,7 +177,7 @@ def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, 
         info["checks"]["int8_frontend_vs_pytorch_simulation_max_abs"] = diff
         info["scheme"] = front + "; backbone float"
     if int8_backbone or spec is None:
-        ds = ManifestDataset(calib)
+        ds = load_dataset(calib)
         idx = np.sort(np.random.default_rng(0).permutation(len(ds))[:calib_clips])
         info.update(quantize_backbone(out / ("model.int8.onnx" if spec is not None else "model.onnx"), path,
                                       ds.waves[idx].numpy()), calibration_manifest=str(calib))
@@ -185,13 +187,13 @@ def export_int8(model, out: Path, calib, calib_clips: int, int8_backbone: bool, 
     return info
 
 
-def compare_int8(fp32, int8, card, latency_runs: int) -> dict:
+def compare_int8(fp32, int8, card, latency_runs: int, num_samples: int = SAMPLE_RATE) -> dict:
     """Float against int8: accuracy per test set, interleaved latency at batch 1 and 32,
     and which is faster (file sizes are added once the files are listed)."""
     from kws_okd.export.compare import latency_by_batch, speed_summary
     rounds = 5 if latency_runs >= 20 else 1
     lat = latency_by_batch(dict(onnx_fp32=fp32, onnx_int8=int8), (1, 32), runs=latency_runs,
-                           rounds=rounds)
+                           rounds=rounds, num_samples=num_samples)
     acc = {s: dict(onnx_fp32=e["onnx_fp32"]["acc"], onnx_int8=e["onnx_int8"]["acc"],
                    change=e["int8_acc_change_vs_fp32"], within_target=e["int8_within_accuracy_target"])
            for s, e in card["accuracy"].items() if "onnx_int8" in e}
@@ -206,7 +208,7 @@ def render_card(c) -> str:
              f"Source: `{c['model']}`. {len(c['classes'])} classes: {', '.join(c['classes'])}.", "",
              "| | |", "|---|---|",
              f"| parameters | {c['params']:,} |",
-             f"| MACs per 1 s inference | {c['macs_per_inference'] / 1e6:.2f} M ({c['macs_note']}) |"]
+             f"| MACs per {c.get('window_s', 1.0):g} s inference | {c['macs_per_inference'] / 1e6:.2f} M ({c['macs_note']}) |"]
     for k, v in c.get("info", {}).items():
         lines.append(f"| {k} | {v} |")
     lines += ["", "## Files", "", "| file | size |", "|---|---|"]

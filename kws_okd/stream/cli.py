@@ -8,7 +8,7 @@ import sys
 from kws_okd.errors import ConfigError
 
 
-def _config(a, keywords=None, stored: dict | None = None):
+def _config(a, keywords=None, stored: dict | None = None, window_s: float = 1.0):
     """The engine settings; with neither --threshold nor --kw-threshold given, the
     per-keyword thresholds stored in the model file (chosen for a target false-alarm rate
     on validation long audio by ``make run``) when it has them, else 0.7."""
@@ -29,7 +29,7 @@ def _config(a, keywords=None, stored: dict | None = None):
               f"false alarms/hour on validation audio): "
               + ", ".join(f"{k}={v:.3f}" for k, v in thresholds.items()), file=sys.stderr)
     return StreamConfig(hop_ms=a.hop_ms, smooth=a.smooth, threshold=threshold, thresholds=thresholds,
-                        refractory_s=a.refractory, keywords=keywords)
+                        refractory_s=a.refractory, keywords=keywords, window_s=window_s)
 
 
 def _add_engine_args(c):
@@ -71,9 +71,19 @@ def _load(a):
         except FastPathUnavailable as e:
             print(f"note: {e}; streaming with PyTorch", file=sys.stderr)
     from kws_okd.train.checkpoint import load_model
+    from kws_okd.train.checkpoint import model_window_s
     model, blob = load_model(a.model)
     model.stored_stream = blob.get("stream")
+    model.window_s = model_window_s(blob)
     return model, blob["classes"]
+
+
+def window_of(model, sample_rate: int) -> float:
+    """The window a loaded model hears, in seconds: its own samples per window (the fast
+    path, ONNX), what it was trained on (PyTorch), else 1 s."""
+    if getattr(model, "num_samples", None):
+        return model.num_samples / sample_rate
+    return float(getattr(model, "window_s", 1.0))
 
 
 def _stream(a):
@@ -105,7 +115,7 @@ def _stream(a):
         if getattr(model, "sample_rate", sr) != sr:
             raise ConfigError(f"the model expects {model.sample_rate} Hz audio; streaming runs at {sr} Hz")
         eng = StreamEngine(model, classes, _config(a, a.keywords.split(",") if a.keywords else None,
-                                                   getattr(model, "stored_stream", None)),
+                                                   getattr(model, "stored_stream", None), window_of(model, sr)),
                            sample_rate=sr)
     except BaseException:
         if hasattr(blocks, "close"):

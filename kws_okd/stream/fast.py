@@ -184,9 +184,10 @@ def load_fast_model(model_path, cache_dir=None, threads: int = 1, log=None, embe
         else:
             if log:
                 log(f"preparing the fast streaming model for {path} (once; cached in {root / name})")
-            from kws_okd.train.checkpoint import load_model
+            from kws_okd.train.checkpoint import load_model, model_window_s
             model, blob = load_model(path)
-            build_fast(model, blob["classes"], tmp, source=str(path), stream=blob.get("stream"))
+            build_fast(model, blob["classes"], tmp, source=str(path), stream=blob.get("stream"),
+                       window_s=model_window_s(blob))
             if embed:   # the file changes, and with it the entry's name
                 embed_fast_entry(path, tmp)
                 name = f"stream-{model_digest(path)[:20]}"

@@ -276,6 +276,7 @@ def evaluate_stream(models: dict, wav, labels_path=None, out_dir=None, config: S
     """``models`` maps a display name to a ``model.pt``. Writes ``stream_report.json``,
     ``stream_report.md`` and ``det.png`` into ``out_dir`` when given. ``runtime`` is
     ``fast`` (default), ``onnx`` or ``torch`` (see :func:`_runner`)."""
+    import dataclasses
     import tempfile
 
     if runtime not in ("fast", "onnx", "torch"):
@@ -287,6 +288,8 @@ def evaluate_stream(models: dict, wav, labels_path=None, out_dir=None, config: S
     for name, path in models.items():
         with tempfile.TemporaryDirectory() as tmp:
             runner, classes = _runner(path, runtime, Path(tmp), cache_dir)
+            if getattr(runner, "num_samples", None):   # the model's own window (1 s unless a phrase needed more)
+                config = dataclasses.replace(config, window_s=runner.num_samples / 16000)
             times, scores, keywords, duration = stream_scores(runner, classes, wav, config)
         curve = sweep(times, scores, labels, keywords, duration, config.refractory_s)
         op = operating_point(curve, fa_per_hour)

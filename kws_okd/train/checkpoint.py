@@ -22,6 +22,12 @@ def save_model(path, model, model_cfg: dict, classes: list[str], extra: dict | N
         torch.save(blob, tmp)
 
 
+def model_window_s(blob) -> float:
+    """The window a model was trained on, in seconds (1 s unless a keyword phrase needed
+    longer: kws_okd/keywords)."""
+    return float((blob.get("info") or {}).get("window_s", 1.0))
+
+
 def load_model(path, map_location="cpu"):
     """Return ``(model, blob)``; the model is in eval mode."""
     path = Path(path)
