@@ -29,18 +29,7 @@ def teacher_context_tag(p, teacher_hears: str = "clean") -> str:
     return context_tag(p) if teacher_hears == "context" else ""
 
 
-def probability_tag(name: str):
-    """Run-folder tag of a student augmentation switched on by a probability ``p``
-    (``background_noise``: ``+noise0.5``, ``band_limit``: ``+band0.5``, ``spec_augment``:
-    ``+spec0.5``): none when it is off, so runs with and without it never share a folder."""
-    return lambda p: "" if float(p) == 0 else f"+{name}{float(p):g}"
-
-
-noise_tag, band_tag, spec_tag = (probability_tag(n) for n in ("noise", "band", "spec"))
-
-
-for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
-                   ("noise_tag", noise_tag), ("band_tag", band_tag), ("spec_tag", spec_tag)):
+for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 
