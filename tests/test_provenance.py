@@ -130,3 +130,12 @@ def test_options_since_removed_count_only_when_they_were_on(tmp_path):
     assert stale_reasons(tmp_path, {"config": {**cfg, "seed": 1}, "data": "d"}) == ["config seed"]
     (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": {**old, "band_limit": {"p": 0.5}}, "data": "d"}))
     assert stale_reasons(tmp_path, {"config": cfg, "data": "d"}) == ["config band_limit"]
+    # A teacher is not judged by what only students hear (speech around the word).
+    teacher = {"role": "teacher", "seed": 0, "context_speech": {"p": 0.5, "teacher_hears": "clean"}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": teacher, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": {**teacher, "context_speech": {"p": 0.0}}, "data": "d"}) == []
+    student = {**teacher, "role": "student"}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": student, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": {**student, "context_speech": {"p": 0.5}}, "data": "d"}) == []
+    assert stale_reasons(tmp_path, {"config": {**student, "context_speech": {"p": 0.0}}, "data": "d"}) == [
+        "config context_speech.p"]

@@ -28,13 +28,15 @@ EXECUTION_KEYS = frozenset({"progress", "device", "threads", "ckpt_interval_minu
 # but it is resumed from where it stopped rather than set aside.
 BUDGET_KEYS = frozenset({"epochs", "steps"})
 # Augmentations only a student hears (the builders return None for a teacher's training):
-# a teacher's run is not judged by them. A new student-only augmentation belongs here.
-STUDENT_ONLY_KEYS = frozenset()
+# a teacher's run is not judged by them, so `kws-okd run context_speech.p=0` reuses it.
+# A new student-only augmentation belongs here too.
+STUDENT_ONLY_KEYS = frozenset({"context_speech"})
 # Options removed in the #36 prune, each with the value that turned it off (for a section,
 # its ``p``). A run recorded with one of them off is judged as if it never had it, so the
 # runs of an older checkout are still reused; one recorded with it on learnt from
 # something else.
-REMOVED_OFF = {"background_noise.p": 0.0, "band_limit.p": 0.0, "spec_augment.p": 0.0}
+REMOVED_OFF = {"background_noise.p": 0.0, "band_limit.p": 0.0, "spec_augment.p": 0.0,
+               "context_speech.teacher_hears": "clean"}
 # Manifest columns that depend on where the checkout lives, not on the data.
 PLACE_COLUMNS = frozenset({"wav"})
 
