@@ -53,9 +53,6 @@ class CorpusSpec:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     version: int = 3  # bump when synthesis changes, to invalidate caches
-    # Piper's prosody noise, a factor on each voice's own noise scales (0: one prosody
-    # per word and voice; 1: the voice's natural variation, seeded per clip).
-    piper_noise: float = 0.0
 
     def takes_of(self, word: str) -> int:
         return max(self.takes, self.keyword_takes) if word in KEYWORDS_12 else self.takes
@@ -75,15 +72,8 @@ class CorpusSpec:
             raise ValueError(f"unknown corpus size {size!r}; choose from {sorted(SIZES)}")
         return cls(**{**SIZES[size], **kw})
 
-    def engine_options(self, family: str) -> dict:
-        """What :func:`~kws_okd.data.tts.get_engine` makes ``family``'s engine with."""
-        return {"noise": self.piper_noise} if family == "piper" and self.piper_noise else {}
-
     def digest(self) -> str:
-        d = asdict(self)
-        if not d["piper_noise"]:   # a field added later: corpora built without it keep their digest
-            del d["piper_noise"]
-        blob = json.dumps(d, sort_keys=True, default=list).encode()
+        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
@@ -139,7 +129,7 @@ def background_noises(spec: CorpusSpec, rng, voices) -> dict[str, np.ndarray]:
     # Babble: several synthetic voices reading word lists, summed.
     babble = np.zeros(n, dtype=np.float32)
     for v in voices[:6]:
-        eng = get_engine(v.family, **spec.engine_options(v.family))
+        eng = get_engine(v.family)
         words = " ".join(rng.choice(spec.words, size=3 * spec.noise_seconds))
         x = eng.synthesize(v, words, spec.sample_rate)
         x = np.resize(x, n)
@@ -196,7 +186,7 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
     jobs, speakers, lists = [], [], {"validation": [], "testing": []}
     all_voices = []
     for family in spec.families:
-        engine = get_engine(family, **spec.engine_options(family))
+        engine = get_engine(family)
         voices = engine.sample_voices(spec.speakers_per_family, rng)
         all_voices.extend(voices)
         order = rng.permutation(len(voices))
