@@ -36,7 +36,8 @@ STUDENT_ONLY_KEYS = frozenset({"context_speech"})
 # runs of an older checkout are still reused; one recorded with it on learnt from
 # something else.
 REMOVED_OFF = {"background_noise.p": 0.0, "band_limit.p": 0.0, "spec_augment.p": 0.0,
-               "context_speech.teacher_hears": "clean"}
+               "context_speech.teacher_hears": "clean", "data.piper_noise": 0.0,
+               "distil_from": "calibrated", "distill.ood_teacher": "calibrated"}
 # Manifest columns that depend on where the checkout lives, not on the data.
 PLACE_COLUMNS = frozenset({"wav"})
 

@@ -150,15 +150,6 @@ def train(cfg) -> Path:
         if teacher_blob["classes"] != classes:
             raise ConfigError(f"{teacher_ckpt}: teacher classes {teacher_blob['classes']} differ from "
                               f"the data's {classes}")
-        offset = teacher_blob.get("info", {}).get("calibration", {}).get("unknown_offset")
-        raw_teacher = str(cfg.get("distil_from", "calibrated")) == "raw"
-        if offset and not raw_teacher and hasattr(objective, "set_teacher_offset"):   # OKD's ood_teacher: raw
-            objective.set_teacher_offset(classes.index("_unknown_"), float(offset))
-        if offset and raw_teacher:
-            # The student learns the teacher's own hearing; its offset is its own, chosen
-            # after training on the same select speakers (kws_okd/train/calibrate.py).
-            from kws_okd.train.calibrate import fold_offset
-            fold_offset(teacher, len(classes), classes.index("_unknown_"), -float(offset))
     augment = None
     if objective.needs_augment:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
