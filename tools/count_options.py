@@ -35,8 +35,8 @@ def leaves(node, prefix: str = "") -> list[str]:
 
 def recipe_texts(rev: str | None) -> dict[str, str]:
     if rev is None:
-        return {str(p.relative_to(ROOT)): p.read_text()
-                for tree in TREES for p in sorted((ROOT / tree).rglob("*.yaml"))}
+        paths = sorted(str(p.relative_to(ROOT)) for tree in TREES for p in (ROOT / tree).rglob("*.yaml"))
+        return {n: (ROOT / n).read_text() for n in paths}
     names = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, *TREES], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.split()
     return {n: subprocess.run(["git", "show", f"{rev}:{n}"], cwd=ROOT, check=True,
