@@ -88,14 +88,11 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     families = [f for f in proto.get("ood_domains", []) if f in ENGINES and ENGINES[f].available()]
     keywords = default_keywords(read_classes(Path(manifests) / "classes.txt"))
     valid_voices = split_voices(proto, "validation")
-    options = corpus_engine_options(proto)   # voices sound as they do in the corpus
     if valid_voices:   # running speech of the training families, for the thresholds
         recs["valid_sentences"] = build_sentences([], keywords, out, minutes=min(6.0, minutes),
-                                                  name="valid_sentences", voices=valid_voices, texts="valid",
-                                                  engine_options=options)
+                                                  name="valid_sentences", voices=valid_voices, texts="valid")
     if families:
-        recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes),
-                                                 engine_options=options)
+        recs["test_sentences"] = build_sentences(families, keywords, out, minutes=min(6.0, minutes))
     # People talking (a game's voice lines, no keyword in them: false alarms only) and real
     # people's sentences (evaluation only): all of each (19 and 23 min) at the default 8 min.
     whole = None if minutes >= 8 else 3 * minutes
@@ -128,21 +125,6 @@ def split_voices(proto: dict, split: str) -> list:
                 and (r["domain"] in train if train else r["domain"] not in ood)]
     return [voice_from_name(r["voice"]) for r in rows
             if r["domain"] in ENGINES and ENGINES[r["domain"]].available()]
-
-
-def corpus_engine_options(proto: dict) -> dict:
-    """The options a synthetic corpus made its engines with, by family (its
-    ``corpus.json``), so that recordings of its voices sound as its clips do; none for
-    a real corpus."""
-    import json
-
-    from kws_okd.data.corpus import CorpusSpec
-    stamp = Path(proto.get("root", "")) / "corpus.json"
-    if not proto.get("root") or not stamp.is_file():
-        return {}
-    spec = json.loads(stamp.read_text()).get("spec", {})
-    made = CorpusSpec(piper_noise=spec.get("piper_noise", 0.0))
-    return {f: o for f in spec.get("families", ()) if (o := made.engine_options(f))}
 
 
 def validation_recordings(recs: dict) -> list:

@@ -100,20 +100,15 @@ def test_the_trainer_hands_every_training_batch_through_the_context(tiny_corpus,
     assert "context_speech:\n  p: 1.0" in cfg
 
 
-def test_runs_with_context_get_their_own_folders_and_teacher():
+def test_runs_with_context_get_their_own_folders_and_share_the_teacher():
     from kws_okd.train.config import context_tag, load_recipe
     assert context_tag(0) == "" and context_tag("0.5") == "+context0.5"
-    assert context_tag(0.5, "context") == "+context0.5+teacherctx"
     plain, ctx = load_recipe("student", ["context_speech.p=0"]), load_recipe("student", [])   # on by default
     assert plain.exp_dir.endswith("bcresnet2-okd/seed0")
     assert ctx.exp_dir.endswith("bcresnet2-okd+context0.5/seed0")
-    # The teacher hears clean words by default: students share the teacher trained without context.
+    # The teacher hears clean words: students share the teacher trained without context.
     assert "teacher-speech_embedding/seed0" in ctx.teacher_ckpt == plain.teacher_ckpt
     assert load_recipe("teacher", ["context_speech.p=0.5"]).exp_dir.endswith("speech_embedding/seed0")
-    both = ["context_speech.p=0.5", "context_speech.teacher_hears=context"]
-    assert load_recipe("student", both).exp_dir.endswith("bcresnet2-okd+context0.5+teacherctx/seed0")
-    assert "teacher-speech_embedding+context0.5/seed0" in load_recipe("student", both).teacher_ckpt
-    assert load_recipe("teacher", both).exp_dir.endswith("speech_embedding+context0.5/seed0")
 
 
 def test_teacher_hears_the_clean_clips_in_kd_and_okd():
@@ -137,12 +132,9 @@ def test_teacher_hears_the_clean_clips_in_kd_and_okd():
     assert torch.equal(calls[-1], torch.cat([clean, x_ood]))
     t(x_ood)                                     # any other input (an augmenter's) passes through
     assert torch.equal(calls[-1], x_ood)
-    with pytest.raises(ConfigError, match="teacher_hears must be one of"):
-        ContextSpeech(teacher_hears="both")
 
 
-def test_a_teachers_own_training_gets_context_only_when_it_is_to_hear_it():
-    cfg = {"p": 0.5, "teacher_hears": "clean"}
+def test_a_teachers_own_training_gets_no_context():
+    cfg = {"p": 0.5}
     assert build_context(cfg, ["yes", "_silence_"], role="teacher") is None
-    assert build_context(cfg, ["yes", "_silence_"], role="student").teacher_hears == "clean"
-    assert build_context(dict(cfg, teacher_hears="context"), ["yes"], role="teacher").p == 0.5
+    assert build_context(cfg, ["yes", "_silence_"], role="student").p == 0.5

@@ -202,6 +202,29 @@ def test_main_help_lists_every_command_by_group_and_imports_nothing_heavy():
         assert heading < out.index(f"    {name} ") < min(nxt + [len(out)]), name
 
 
+COMMAND_HELP = """
+import sys
+from kws_okd.cli import COMMANDS, main
+for name in COMMANDS:
+    try:
+        main([name, "--help"])
+    except SystemExit as e:
+        assert e.code == 0, (name, e.code)
+heavy = [m for m in ("torch", "torchaudio", "speechbrain", "hydra", "scipy", "kws_okd.pipeline") if m in sys.modules]
+print("HEAVY", heavy, file=sys.stderr)
+"""
+
+
+def test_no_commands_help_imports_torch():
+    """``kws-okd COMMAND --help`` stays well under a second: adding a command's arguments
+    imports neither PyTorch nor the pipeline."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", COMMAND_HELP], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "HEAVY []" in run.stderr, run.stderr
+
+
 def test_each_command_module_adds_exactly_its_listed_commands_and_help_ends_with_an_example(capsys):
     import argparse
     import importlib

@@ -120,13 +120,22 @@ def test_a_run_from_before_provenance_files_is_judged_by_its_config_and_its_teac
     assert not finished_run(kd)
 
 
-def test_a_teacher_is_not_judged_by_augmentations_only_students_hear(tmp_path):
-    cfg = {"role": "teacher", "seed": 0, "spec_augment": {"p": 0.0, "time_width": 10}, "band_limit": {"p": 0.0}}
-    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": cfg, "data": "d"}))
-    heard_by_students = {**cfg, "spec_augment": {"p": 0.5, "time_width": 10}, "background_noise": {"p": 0.5}}
-    assert stale_reasons(tmp_path, {"config": heard_by_students, "data": "d"}) == []
-    assert stale_reasons(tmp_path, {"config": {**heard_by_students, "seed": 1}, "data": "d"}) == ["config seed"]
-    # A student that hears them is another run.
-    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": {**cfg, "role": "student"}, "data": "d"}))
-    assert stale_reasons(tmp_path, {"config": {**heard_by_students, "role": "student"}, "data": "d"}) == [
-        "config background_noise", "config spec_augment.p"]
+def test_options_since_removed_count_only_when_they_were_on(tmp_path):
+    """A run of an older checkout recorded options the #36 prune removed: left off, they
+    are no change (its folder is reused); switched on, it learnt from something else."""
+    cfg = {"role": "student", "seed": 0}
+    old = {**cfg, "background_noise": {"p": 0.0, "snr": [0.0, 20.0]}, "spec_augment": {"p": 0.0}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": old, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": cfg, "data": "d"}) == []
+    assert stale_reasons(tmp_path, {"config": {**cfg, "seed": 1}, "data": "d"}) == ["config seed"]
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": {**old, "band_limit": {"p": 0.5}}, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": cfg, "data": "d"}) == ["config band_limit"]
+    # A teacher is not judged by what only students hear (speech around the word).
+    teacher = {"role": "teacher", "seed": 0, "context_speech": {"p": 0.5, "teacher_hears": "clean"}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": teacher, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": {**teacher, "context_speech": {"p": 0.0}}, "data": "d"}) == []
+    student = {**teacher, "role": "student"}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": student, "data": "d"}))
+    assert stale_reasons(tmp_path, {"config": {**student, "context_speech": {"p": 0.5}}, "data": "d"}) == []
+    assert stale_reasons(tmp_path, {"config": {**student, "context_speech": {"p": 0.0}}, "data": "d"}) == [
+        "config context_speech.p"]

@@ -155,7 +155,7 @@ def test_okd_reject_class_teaches_unknown_on_real_windows_alone_and_keeps_mixed_
     real_kd = losses.kd_loss
     monkeypatch.setattr(losses, "kd_loss", lambda s, t, temp: (targets.append(t.detach().clone()),
                                                                real_kd(s, t, temp))[1])
-    objective = build_objective("okd", reject_class="_unknown_", reject_keeps=["_silence_"])
+    objective = build_objective("okd", reject_class="_unknown_")   # _silence_ is kept
     objective.set_classes(classes)
     aug = RealAudio(weights=(0.5, 0.5, 0), windows=real_windows())
     objective(student, teacher, clips(), torch.zeros(8, dtype=torch.long), aug)

@@ -9,7 +9,7 @@ import torch
 from kws_okd.data import real_speech as rs
 from kws_okd.data.manifest import read_manifest
 from kws_okd.data.words import GSC_V2_WORDS
-from kws_okd.errors import AudioError, ConfigError, DataError
+from kws_okd.errors import AudioError, DataError
 
 SR = 16000
 
@@ -317,36 +317,3 @@ def test_installed_packages():
 def test_audio_error_is_what_decode_raises(tmp_path):
     with pytest.raises(AudioError):
         rs._decode(tmp_path / "nope.wav", SR, SR, SR // 2, -50.0)
-
-
-def test_extra_folders_add_windows_without_moving_the_base_split(tmp_path):
-    from kws_okd.augment.real_audio import RealAudio
-    base = _tagged_folder(tmp_path / "base")
-    extra = tmp_path / "extra"
-    for i in range(5):   # tags 11-15: constants no base file holds
-        _wav(extra / f"e{i}.wav", np.full(int(2.2 * SR), (i + 11) / 20))
-    cache = tmp_path / "c"
-    train, held = rs.load_real_windows([base], cache, holdout_frac=0.2, seed=0)
-    plain = RealAudio(folders=[base], cache_dir=cache)
-    more = RealAudio(folders=[base], extra_folders=[extra], cache_dir=cache)
-    assert torch.equal(plain.windows, train)
-    assert torch.equal(more.windows[:len(train)], train)          # the base split is unchanged
-    added = _tags(more.windows[len(train):])
-    assert added <= set(range(10, 15)) and len(added) == 4        # one extra file of 5 held out
-    assert _tags(more.windows).isdisjoint(_tags(held))
-    with pytest.raises(ConfigError, match=r"extra_folders: .*base overlaps the folder .*base; its held-out"):
-        RealAudio(folders=[base / "."], extra_folders=[base], cache_dir=cache)
-
-
-def test_ktuberling_folders_skip_script_variants_and_name_the_package(tmp_path, monkeypatch):
-    root = tmp_path / "sounds"
-    for lang in ("en", "sr", "sr@latin", "empty"):
-        (root / lang).mkdir(parents=True)
-    for lang in ("en", "sr", "sr@latin"):
-        _wav(root / lang / "ball.wav", _noise(0.5))
-    (root / "en.soundtheme").write_text("theme")
-    monkeypatch.setattr(rs, "KTUBERLING_ROOT", root)
-    assert [f.name for f in rs.ktuberling_folders()] == ["en", "sr"]
-    monkeypatch.setattr(rs, "KTUBERLING_ROOT", tmp_path / "none")
-    with pytest.raises(DataError, match="missing; the extra real-audio windows need the Debian package ktuberling-data"):
-        rs.ktuberling_folders()

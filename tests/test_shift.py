@@ -7,7 +7,7 @@ import soundfile as sf
 
 from kws_okd.data import gsc
 from kws_okd.data.manifest import read_classes, read_manifest
-from kws_okd.data.shift import add_shift_command, build_suite, conditions
+from kws_okd.data.shift import build_suite, conditions
 from kws_okd.errors import DataError
 from kws_okd.evaluate.report import evaluate
 from kws_okd.evaluate.severity import severity_report
@@ -99,7 +99,8 @@ def test_full_suite_lists_every_family():
 
 def test_cli_and_bad_inputs(manifests, tmp_path):
     p = argparse.ArgumentParser()
-    add_shift_command(p.add_subparsers(dest="cmd"))
+    from kws_okd.cli import add_core_commands
+    add_core_commands(p.add_subparsers(dest="cmd"))
     a = p.parse_args(["shift", "--data", str(manifests), "--out", str(tmp_path / "s"), "--suite", "full",
                       "--seed", "2"])
     assert a.suite == "full" and a.seed == 2 and callable(a.fn)

@@ -1,9 +1,9 @@
 """Compare training variants over seeds on validation data only, as the rules in
 docs/decisions.md decide between them.
 
-    python tools/compare_variants.py --seeds 0,1,2 --out results/compare_noise \\
+    python tools/compare_variants.py --seeds 0,1,2 --out results/compare_wider \\
         base=results/synth_default_task12/bcresnet2-okd+real+context0.5/seed{seed}/model.pt \\
-        noise=results_noise/synth_default_task12/bcresnet2-okd+real+context0.5+noise0.5/seed{seed}/model.pt \\
+        wider=results_wide/synth_default_task12/bcresnet3-okd+real+context0.5/seed{seed}/model.pt \\
         --valid-snr 5 --overrides data.name=...   # overrides last: they take every word after them
 
 Every model is scored as it ships: at the hop, smoothing and per-keyword thresholds its

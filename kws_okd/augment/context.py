@@ -10,11 +10,11 @@ speech after it, each behind a short pause, at a level relative to the word's. T
 label stays the clip's own: the word in the middle is what the window is about. Clips
 of the silence class neither get nor give context.
 
-It acts on the waveform batch before the objective. ``teacher_hears`` says what the
-teacher labels: ``clean``, the word as it was (:class:`TeacherHearsClean`: the teacher,
-trained on isolated words, gives its targets where it is reliable, and its embedding cache
-keeps hitting), or ``context``, the same input as the student. It draws from torch's global
-generator, whose state the trainer checkpoints (a resumed run draws the same contexts).
+It acts on the waveform batch before the objective, for the student alone: the teacher
+labels the word as it was (:class:`TeacherHearsClean`: trained on isolated words, it gives
+its targets where it is reliable, and its embedding cache keeps hitting). It draws from
+torch's global generator, whose state the trainer checkpoints (a resumed run draws the
+same contexts).
 """
 from __future__ import annotations
 
@@ -26,15 +26,9 @@ from kws_okd.errors import ConfigError
 
 
 class ContextSpeech(nn.Module):
-    TEACHER_HEARS = ("clean", "context")
-
     def __init__(self, p: float = 0.5, gap_ms=(30.0, 150.0), level=(0.4, 1.0), side_p: float = 0.75,
-                 sample_rate: int = 16000, silence_index: int | None = None, teacher_hears: str = "clean"):
+                 sample_rate: int = 16000, silence_index: int | None = None):
         super().__init__()
-        if teacher_hears not in self.TEACHER_HEARS:
-            raise ConfigError(f"context_speech.teacher_hears must be one of {list(self.TEACHER_HEARS)}, "
-                              f"got {teacher_hears!r}")
-        self.teacher_hears = teacher_hears
         if not 0.0 <= float(p) <= 1.0 or not 0.0 < float(side_p) <= 1.0:
             raise ConfigError(f"context_speech: p and side_p must be probabilities, got p={p}, side_p={side_p}")
         if not 0.0 <= gap_ms[0] <= gap_ms[1] or not 0.0 < level[0] <= level[1]:
@@ -112,10 +106,8 @@ class TeacherHearsClean:
 
 def build_context(cfg: dict | None, classes, role: str = "student") -> ContextSpeech | None:
     """The ``context_speech`` recipe entry as a module (None when absent or ``p: 0``, and for
-    a teacher's own training unless it is to hear the context)."""
-    if not cfg or float(cfg.get("p", 0.0)) == 0.0:
-        return None
-    if role == "teacher" and cfg.get("teacher_hears", "clean") == "clean":
+    a teacher's own training)."""
+    if not cfg or float(cfg.get("p", 0.0)) == 0.0 or role == "teacher":
         return None
     silence = list(classes).index("_silence_") if "_silence_" in classes else None
     return ContextSpeech(**cfg, silence_index=silence)

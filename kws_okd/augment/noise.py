@@ -31,13 +31,9 @@ def check_snr(name: str, lo: float, hi: float) -> tuple[float, float]:
     return lo, hi
 
 
-def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor,
-               signal_power: torch.Tensor | None = None) -> torch.Tensor:
-    """``x + g*noise`` with ``g`` set per clip so that 10*log10(P_x / P_{g*noise}) = snr_db.
-    ``signal_power`` (per clip) replaces P_x, the power over the whole clip: e.g. the power
-    of its speech alone, its active level."""
-    px = x.pow(2).mean(-1) if signal_power is None else signal_power
-    px = px.reshape(-1, 1).to(x).clamp_min(1e-10)
+def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """``x + g*noise`` with ``g`` set per clip so that 10*log10(P_x / P_{g*noise}) = snr_db."""
+    px = x.pow(2).mean(-1, keepdim=True).clamp_min(1e-10)
     pn = noise.pow(2).mean(-1, keepdim=True).clamp_min(1e-20)
     g = (px / (pn * 10 ** (snr_db.view(-1, 1).to(x) / 10))).sqrt()
     return x + g * noise

@@ -32,20 +32,12 @@ def default_cache_dir() -> Path:
     return cache_dir() / "real_audio"
 
 
-def _nested(a: Path, b: Path) -> bool:
-    a, b = a.resolve(), b.resolve()
-    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
-
-
 @register_augmentation("real_audio")
 class RealAudio(nn.Module):
     def __init__(self, folders=None, weights=(1.0, 0.0, 0.0), snr=(0.0, 20.0),
                  splice=(0.2, 0.6), fraction=1.0, cache_dir=None, holdout_frac=0.2, seed=0,
-                 windows=None, extra_folders=()):
-        """``folders``: folders of recordings (``None`` = klettres-data). ``extra_folders``:
-        more recordings to train on, split on their own (``None`` = ktuberling-data), so
-        that which ``folders`` files are held out, and with them the long-audio tests'
-        real negatives, does not change. ``weights``:
+                 windows=None):
+        """``folders``: folders of recordings (``None`` = klettres-data). ``weights``:
         how often each clip becomes pure / overlay / splice. ``fraction``: size of the
         ``x_ood`` batch relative to the clean batch (clips drawn at random), which sets
         what the OOD term costs. ``windows`` (tests): a tensor of windows to use instead
@@ -68,17 +60,6 @@ class RealAudio(nn.Module):
             folders = default_real_audio_folders() if not folders else [Path(f) for f in folders]
             windows, _ = load_real_windows(folders, cache_dir or default_cache_dir(),
                                            holdout_frac=holdout_frac, seed=seed)
-            if extra_folders is None or len(extra_folders):
-                from kws_okd.data.real_speech import ktuberling_folders
-                extra = ktuberling_folders() if extra_folders is None else [Path(f) for f in extra_folders]
-                for e in extra:   # held-out files of the folders must not come back as extra ones
-                    clash = [f for f in folders if _nested(Path(e), Path(f))]
-                    if clash:
-                        raise ConfigError(f"real_audio.extra_folders: {e} overlaps the folder {clash[0]}; "
-                                          "its held-out recordings would be trained on")
-                more, _ = load_real_windows(extra, cache_dir or default_cache_dir(),
-                                            holdout_frac=holdout_frac, seed=seed)
-                windows = torch.cat([torch.as_tensor(windows), torch.as_tensor(more)])
         if len(windows) == 0:
             raise ConfigError("real_audio: no real-audio windows to train on")
         self.register_buffer("windows", torch.as_tensor(windows, dtype=torch.float32), persistent=False)

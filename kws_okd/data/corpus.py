@@ -53,9 +53,6 @@ class CorpusSpec:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     version: int = 3  # bump when synthesis changes, to invalidate caches
-    # Piper's prosody noise, a factor on each voice's own noise scales (0: one prosody
-    # per word and voice; 1: the voice's natural variation, seeded per clip).
-    piper_noise: float = 0.0
     # The words that get keyword_takes (a user's own keywords: kws_okd/keywords), and the
     # length of every clip (longer for phrases).
     keywords: tuple = KEYWORDS_12
@@ -79,14 +76,10 @@ class CorpusSpec:
             raise ValueError(f"unknown corpus size {size!r}; choose from {sorted(SIZES)}")
         return cls(**{**SIZES[size], **kw})
 
-    def engine_options(self, family: str) -> dict:
-        """What :func:`~kws_okd.data.tts.get_engine` makes ``family``'s engine with."""
-        return {"noise": self.piper_noise} if family == "piper" and self.piper_noise else {}
-
     def digest(self) -> str:
         d = asdict(self)
         # Fields added later: corpora built before them keep their digest.
-        for key, default in (("piper_noise", 0.0), ("keywords", KEYWORDS_12), ("clip_seconds", 1.0)):
+        for key, default in (("keywords", KEYWORDS_12), ("clip_seconds", 1.0)):
             if d[key] == default:
                 del d[key]
         blob = json.dumps(d, sort_keys=True, default=list).encode()
@@ -145,7 +138,7 @@ def background_noises(spec: CorpusSpec, rng, voices) -> dict[str, np.ndarray]:
     # Babble: several synthetic voices reading word lists, summed.
     babble = np.zeros(n, dtype=np.float32)
     for v in voices[:6]:
-        eng = get_engine(v.family, **spec.engine_options(v.family))
+        eng = get_engine(v.family)
         words = " ".join(rng.choice(spec.words, size=3 * spec.noise_seconds))
         x = eng.synthesize(v, words, spec.sample_rate)
         x = np.resize(x, n)
@@ -202,7 +195,7 @@ def build_corpus(root, spec: CorpusSpec, workers: int | None = None, progress: b
     jobs, speakers, lists = [], [], {"validation": [], "testing": []}
     all_voices = []
     for family in spec.families:
-        engine = get_engine(family, **spec.engine_options(family))
+        engine = get_engine(family)
         voices = engine.sample_voices(spec.speakers_per_family, rng)
         all_voices.extend(voices)
         order = rng.permutation(len(voices))

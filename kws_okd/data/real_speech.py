@@ -252,14 +252,14 @@ _RESERVED = (ALSA_DIR, *ASTERISK_DIRS)
 _CACHE_VERSION = 3
 
 
-def _package_folders(root: Path, package: str, needed_by: str, keep=lambda d: True) -> list[Path]:
+def _package_folders(root: Path, package: str, needed_by: str) -> list[Path]:
     """The folders under a Debian package's ``root`` that hold recordings (one folder a
     language), or an error naming the package and how to install it."""
     hint = f"install it with: sudo apt-get install -y --no-install-recommends {package}"
     if not root.is_dir():
         raise DataError(f"{root}: missing; {needed_by} need the Debian package {package}; {hint}")
     folders = sorted(d for d in root.iterdir()
-                     if d.is_dir() and keep(d) and any(p.suffix.lower() in AUDIO_EXTS for p in d.rglob("*")))
+                     if d.is_dir() and any(p.suffix.lower() in AUDIO_EXTS for p in d.rglob("*")))
     if not folders:
         raise DataError(f"{root}: no recordings found ({package} incomplete?); {hint}")
     return folders
@@ -268,18 +268,6 @@ def _package_folders(root: Path, package: str, needed_by: str, keep=lambda d: Tr
 def default_real_audio_folders() -> list[Path]:
     """klettres-data's language folders that hold recordings (one folder a language)."""
     return _package_folders(KLETTRES_ROOT, "klettres-data", "the real-audio windows")
-
-
-KTUBERLING_ROOT = Path("/usr/share/ktuberling/sounds")
-
-
-def ktuberling_folders() -> list[Path]:
-    """ktuberling-data's spoken object names, one folder a language (about 1,800 files, 26
-    languages, 72 in English; the Serbian script variants repeat one recording, so only
-    ``sr`` is kept, and the Nynorsk files are Opus, which the loader skips: 22 folders).
-    Extra unlabelled training audio for ``okd_real``; never evaluated on."""
-    return _package_folders(KTUBERLING_ROOT, "ktuberling-data", "the extra real-audio windows",
-                            keep=lambda d: "@" not in d.name)
 
 
 def _excluded(p: Path) -> bool:

@@ -259,25 +259,3 @@ def build_suite(data, out_dir, suite: str = "compact", seed: int = 0, noise_dir=
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir
-
-
-def _shift(a):
-    out = build_suite(a.data, a.out, suite=a.suite, seed=a.seed, noise_dir=a.noise_dir, rir_dir=a.rir_dir,
-                      batch_size=a.batch_size)
-    sets = json.loads((out / "protocol.json").read_text())["eval_sets"]
-    print(f"shift suite ready: {out} ({len(sets)} sets); evaluate with "
-          f"`kws-okd eval --data {out} --model ...`")
-
-
-def add_shift_command(subparsers):
-    """Add ``kws-okd shift`` to the CLI's subparsers."""
-    c = subparsers.add_parser("shift", help="write a shifted-speech evaluation suite from a test manifest")
-    c.add_argument("--data", required=True, help="test manifest CSV, or a manifest folder with test_id.csv")
-    c.add_argument("--out", required=True, help="suite folder to write")
-    c.add_argument("--suite", default="compact", choices=["compact", "full"])
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--noise-dir", help="extra held-out noise: a folder of WAVs (MUSAN-style, recursive)")
-    c.add_argument("--rir-dir", help="extra room condition from real RIRs: a folder of WAVs or a CSV")
-    c.add_argument("--batch-size", type=int, default=256)
-    c.set_defaults(fn=_shift)
-    return c

@@ -71,8 +71,6 @@ def synth_spec(cfg) -> CorpusSpec:
     extra = {}
     if cfg.get("train_domains"):
         extra["extra_word_families"] = tuple(cfg.train_domains)
-    if cfg.get("piper_noise"):
-        extra["piper_noise"] = float(cfg.piper_noise)
     return CorpusSpec.sized(cfg.size, seed=int(cfg.corpus_seed), families=tuple(cfg.families), **extra)
 
 

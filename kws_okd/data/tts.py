@@ -15,7 +15,6 @@ with its voices is not in Debian main.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import select
@@ -434,21 +433,16 @@ class Piper(Engine):
     factor, applied by replaying the output faster or slower (pitch and formants move
     together, like a smaller or larger speaker, as for Festival's HTS voice).
 
-    VITS samples each phoneme's duration and the fine detail of its sound from a random
-    normal inside the ONNX graph, which no seed reaches. ``noise`` scales the voice's
-    own noise scales (its ``.onnx.json``): at 0 every take of a word has the same
-    prosody; above 0 the graph's random draws are replaced by noise seeded from the
-    voice, the text and the take (:func:`_seeded_vits`), so that a corpus build is still
-    the same on every machine."""
+    VITS draws each phoneme's duration and the fine detail of its sound from a random
+    normal inside the ONNX graph, which no seed reaches; its noise scales are set to 0, so
+    every take of a word by one voice has one prosody and a corpus build is the same on
+    every machine (their natural variation was tried and not adopted: rule 15,
+    docs/decisions.md)."""
     family = "piper"
     param_keys = ("pitch", "stretch", "voice")
     PITCH_FACTOR = (0.85, 1.18)
 
-    def __init__(self, noise: float = 0.0):
-        if not 0.0 <= noise <= 2.0:
-            raise ValueError(f"piper noise must be within [0, 2] (a factor on the voice's own "
-                             f"noise scales), got {noise}")
-        self.noise = float(noise)
+    def __init__(self):
         self._local = threading.local()
 
     @classmethod
@@ -493,11 +487,7 @@ class Piper(Engine):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = opts.inter_op_num_threads = 1
             config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text()))
-            if self.noise > 0:
-                session = _SeededVITS(_seeded_vits(path), opts)
-            else:
-                session = ort.InferenceSession(str(path), sess_options=opts,
-                                               providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
             models[name] = PiperVoice(config=config, session=session)
         return models[name]
 
@@ -507,90 +497,11 @@ class Piper(Engine):
         factor = voice.get("pitch")
         # Final duration = natural * stretch / (1 + jitter); the replay shortens by 1/factor.
         length = voice.get("stretch") * factor / (1 + jitter)
-        conf = SynthesisConfig(length_scale=length, noise_scale=self.noise * model.config.noise_scale,
-                               noise_w_scale=self.noise * model.config.noise_w_scale)
-        if self.noise > 0:
-            key = f"{voice.name}|{text}|{jitter:.6f}".encode()
-            model.session.seed(int.from_bytes(hashlib.sha1(key).digest()[:8], "little"))
+        conf = SynthesisConfig(length_scale=length, noise_scale=0.0, noise_w_scale=0.0)
         chunks = [c.audio_float_array for c in model.synthesize(text, conf)]
         if not chunks:
             raise RuntimeError(f"piper produced no audio for {voice.name} {text!r}")
         return _replay(np.concatenate(chunks).astype(np.float32), factor, model.config.sample_rate, sample_rate)
-
-
-_NOISE_INPUT = "kws_okd_noise_"   # + the draw's number: the inputs that replace them
-
-
-def _seeded_vits(path: Path) -> bytes:
-    """The VITS graph at ``path`` with each ``RandomNormalLike`` replaced by the first
-    values of a new float input, reshaped like the tensor it stood for: the same draws,
-    but from a generator the caller seeds."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    nodes, k = [], 0
-    for node in graph.node:
-        if node.op_type != "RandomNormalLike":
-            nodes.append(node)
-            continue
-        like, out, p = node.input[0], node.output[0], f"{node.name or 'rnl'}_seeded{k}"
-        buf = f"{_NOISE_INPUT}{k}"
-        graph.input.append(helper.make_tensor_value_info(buf, TensorProto.FLOAT, ["n"]))
-        nodes += [
-            helper.make_node("Shape", [like], [f"{p}_shape"]),
-            helper.make_node("Size", [like], [f"{p}_size"]),
-            helper.make_node("Reshape", [f"{p}_size", f"{p}_one"], [f"{p}_end"]),
-            helper.make_node("Slice", [buf, f"{p}_zero", f"{p}_end"], [f"{p}_flat"]),
-            helper.make_node("Reshape", [f"{p}_flat", f"{p}_shape"], [out]),
-        ]
-        graph.initializer.extend([helper.make_tensor(f"{p}_one", TensorProto.INT64, [1], [1]),
-                                  helper.make_tensor(f"{p}_zero", TensorProto.INT64, [1], [0])])
-        k += 1
-    if k == 0:
-        raise RuntimeError(f"{path}: no RandomNormalLike node to seed (not a Piper VITS voice?)")
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model.SerializeToString()
-
-
-class _SeededVITS:
-    """An ONNX Runtime session over :func:`_seeded_vits`'s graph that feeds its noise
-    inputs from a generator set by :meth:`seed`. Sized from the phoneme count; a clip
-    that would need more is drawn again with room to spare, from the same seed, so its
-    first values (all the graph reads) do not change."""
-
-    FRAMES_PER_PHONEME = 24   # VITS at 22.05 kHz: ~86 frames/s, ~10 phonemes/s, with room
-
-    def __init__(self, graph: bytes, opts):
-        import onnxruntime as ort
-        self._session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
-        self._inputs = sorted(i.name for i in self._session.get_inputs() if i.name.startswith(_NOISE_INPUT))
-        self._seed = None
-        self._runs = 0
-
-    def seed(self, seed: int):
-        self._seed, self._runs = seed, 0
-
-    def run(self, names, feeds):
-        if self._seed is None:
-            raise RuntimeError("seed the VITS noise before synthesising")
-        n_ph = int(feeds["input"].shape[1])
-        scale = max(1.0, float(feeds["scales"][1]))
-        size = 192 * (self.FRAMES_PER_PHONEME * n_ph + 64) * int(np.ceil(scale))
-        # One stream per input and per run of this text (piper runs each sentence).
-        entropy = [self._seed, self._runs]
-        self._runs += 1
-        while True:
-            gens = [np.random.default_rng(entropy + [k]) for k in range(len(self._inputs))]
-            noise = {name: g.standard_normal(size, dtype=np.float32) for name, g in zip(self._inputs, gens)}
-            try:
-                return self._session.run(names, {**feeds, **noise})
-            except Exception as e:   # onnxruntime's own error types are not importable by name
-                if "Reshape" not in str(e) or size > 1 << 26:
-                    raise
-                size *= 4
 
 
 def voice_from_name(name: str) -> Voice:
@@ -624,12 +535,12 @@ def available_families() -> list[str]:
     return [f for f, cls in ENGINES.items() if cls.available()]
 
 
-def get_engine(family: str, **options) -> Engine:
-    """The engine of ``family``, made with ``options`` (e.g. Piper's ``noise``)."""
+def get_engine(family: str) -> Engine:
+    """The engine of ``family``."""
     if family not in ENGINES:
         raise KeyError(f"unknown synthesiser family {family!r}; known: {sorted(ENGINES)}")
     cls = ENGINES[family]
     if not cls.available():
         raise RuntimeError(f"synthesiser family {family!r} needs {cls.requirement()} "
                            f"(install it with `make setup`)")
-    return cls(**options)
+    return cls()

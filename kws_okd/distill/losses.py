@@ -101,48 +101,31 @@ class OKD(KD):
     ``reject_class`` (a class name, e.g. ``_unknown_``): on the ``x_ood`` rows that the
     augmentation marks as holding no target (``augment.known_reject``, a bool mask, e.g.
     a real recording alone), the teacher's probability of every class but this one and
-    ``reject_keeps`` is moved onto it (``reject_share`` of it: 1 = all), so a teacher that
+    ``_silence_`` is moved onto it (``reject_share`` of it: 1 = all), so a teacher that
     hears a keyword in such audio does not teach the student to. ``auto``: ``_unknown_``
-    (keeping ``_silence_``) when the task has it, off when it does not. Needs
-    :meth:`set_classes`.
-
-    ``ood_teacher``: ``calibrated`` (the teacher as given) or ``raw``: on ``x_ood`` only,
-    the teacher's logits get back the offset it was calibrated with
-    (:meth:`set_teacher_offset`), so that a teacher whose ``_unknown_`` logit was lowered
-    for people saying words does not lean to a command word on disrupted or non-word audio."""
+    when the task has it, off when it does not. Needs :meth:`set_classes`."""
     needs_augment = True
 
     def __init__(self, ce_weight=0.1, kd_weight=0.9, ood_weight=0.9, temperature=4.0,
-                 reject_class=None, reject_keeps=(), reject_share=1.0, ood_teacher="calibrated"):
+                 reject_class=None, reject_share=1.0):
         super().__init__(ce_weight, kd_weight, temperature)
         self.ood_weight = ood_weight
-        if ood_teacher not in ("calibrated", "raw"):
-            raise ConfigError(f"distill.ood_teacher must be 'calibrated' or 'raw', got {ood_teacher!r}")
-        self.ood_teacher, self._ood_offset = ood_teacher, None
         if not 0.0 < float(reject_share) <= 1.0:
             raise ConfigError(f"distill.reject_share must be in (0, 1], got {reject_share!r}")
         self.reject_share = float(reject_share)
-        self.reject_class, self.reject_keeps = reject_class, tuple(reject_keeps or ())
+        self.reject_class = reject_class
         self._reject, self._classes_set = None, False
 
     def set_classes(self, classes) -> None:
         classes = list(classes)
-        into, keeps = self.reject_class, self.reject_keeps
+        into = self.reject_class
         if into == "auto":   # the task's _unknown_ if it has one (12-class), else off (35-class)
             into = "_unknown_" if "_unknown_" in classes else None
-            keeps = tuple(c for c in ("_silence_",) if c in classes)
-        missing = [c for c in (into, *keeps) if c not in classes] if into is not None else []
-        if missing:
-            raise ConfigError(f"distill.reject_class / reject_keeps: {missing} not among the task's "
-                              f"classes {classes}")
+        if into is not None and into not in classes:
+            raise ConfigError(f"distill.reject_class: {into!r} not among the task's classes {classes}")
+        keeps = [c for c in ("_silence_",) if c in classes and c != into]
         self._reject = None if into is None else (classes.index(into), [classes.index(c) for c in keeps])
         self._classes_set = True
-
-    def set_teacher_offset(self, index: int, offset: float) -> None:
-        """The teacher's calibration: its class ``index`` logit was lowered by ``offset``.
-        With ``ood_teacher: raw`` it is given back on ``x_ood``; otherwise nothing changes."""
-        if self.ood_teacher == "raw":
-            self._ood_offset = (int(index), float(offset))
 
     def __call__(self, student, teacher, x, y, augment=None):
         if augment is None:
@@ -153,9 +136,6 @@ class OKD(KD):
         s, s_ood = student(x), student(x_ood)
         t_all = self.teach(teacher, torch.cat([x, x_ood]))
         t, t_ood = t_all[: len(x)], t_all[len(x):]
-        if self._ood_offset is not None:
-            t_ood = t_ood.clone()
-            t_ood[:, self._ood_offset[0]] += self._ood_offset[1]
         if self._reject is not None:
             known = getattr(augment, "known_reject", None)
             if known is None:

@@ -100,13 +100,12 @@ def _render(engine, voice, text: str, sr: int) -> np.ndarray:
 def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: int = 0,
                       voices_per_family: int = 6, keyword_share: float = 0.5,
                       gap_s=(0.6, 1.6), sample_rate: int = 16000, voices=None, texts: str = "test",
-                      settings: dict | None = None, engine_options: dict | None = None) -> dict:
+                      settings: dict | None = None) -> dict:
     """Write ``out_wav`` (+ ``.csv`` labels, ``.json`` info); deterministic for ``seed``.
 
     Speakers are ``voices_per_family`` new voices of each family, or the given ``voices``
     (:class:`~kws_okd.data.tts.Voice`, e.g. a corpus split's); ``texts`` picks the
-    carriers and sentences (:data:`TEXTS`); ``engine_options`` maps a family to the
-    options its engine is made with (the corpus's, e.g. Piper's ``noise``)."""
+    carriers and sentences (:data:`TEXTS`)."""
     from kws_okd.data.tts import get_engine
     if not families and not voices:
         raise DataError("a sentence recording needs at least one synthesiser family")
@@ -114,14 +113,14 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
         raise DataError(f"unknown sentence texts {texts!r}; known: {sorted(TEXTS)}")
     carriers, negatives = without_keywords(TEXTS[texts], keywords)
     rng = np.random.default_rng(seed)
-    speakers, engine_options = [], engine_options or {}
+    speakers = []
     if voices:
-        engines = {v.family: get_engine(v.family, **engine_options.get(v.family, {})) for v in voices}
+        engines = {v.family: get_engine(v.family) for v in voices}
         speakers = [(v.family, engines[v.family], v) for v in voices]
         families = sorted(engines)
     else:
         for fam in families:
-            engine = get_engine(fam, **engine_options.get(fam, {}))
+            engine = get_engine(fam)
             speakers += [(fam, engine, v) for v in engine.sample_voices(voices_per_family, rng)]
     total = int(minutes * 60 * sample_rate)
     audio = np.zeros(total, dtype=np.float32)
@@ -176,8 +175,7 @@ def compose_sentences(families, keywords, out_wav, minutes: float = 4.0, seed: i
 
 
 def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int = 0,
-                    name: str = "test_sentences", voices=None, texts: str = "test",
-                    engine_options: dict | None = None) -> Path:
+                    name: str = "test_sentences", voices=None, texts: str = "test") -> Path:
     """``<name>.wav`` in ``out_dir``, composed unless an earlier build with the same
     settings is there."""
     out_dir = Path(out_dir)
@@ -186,10 +184,8 @@ def build_sentences(families, keywords, out_dir, minutes: float = 4.0, seed: int
                 carriers=hashlib.sha1(repr(TEXTS[texts]).encode()).hexdigest()[:12])
     if voices:
         want["voices"] = [v.name for v in voices]
-    if engine_options:
-        want["engine_options"] = engine_options
     if is_built(wav, want):
         return wav
     compose_sentences(families, keywords, wav, minutes=minutes, seed=seed, voices=voices, texts=texts,
-                      settings=want, engine_options=engine_options)
+                      settings=want)
     return wav

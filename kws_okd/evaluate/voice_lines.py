@@ -7,9 +7,9 @@ must survive is people talking, many of them.
 Debian's ``hedgewars-data`` ships 839 voice lines of a game, acted by people in 15 voice
 packs (about ten in English, the others Spanish, Polish, Russian, Ukrainian): "take
 cover", "leave me alone", "oh dear", laughs and grunts, 15 minutes in all. None of it is
-reserved for evaluation, and nothing trains on it by default (``real_audio.extra_folders``
-can add it, without the lines named for a command word; then this recording is no
-longer unseen).
+reserved for evaluation, and nothing trains on it by default (``real_audio.folders`` can
+name it, without the lines named for a command word; then this recording is no longer
+unseen).
 
 ``valid_real`` plays them back to back (kws_okd/evaluate/real_recording.py). The lines
 named for a command word (``Yessir``, ``Nooo``, ``Enemydown``, ``Comeonthen``) are left

@@ -13,23 +13,15 @@ register_model = MODELS.register
 
 
 class KWSNet(nn.Module):
-    """Front-end + backbone: maps a batch of waveforms (B, N) to logits (B, C).
-
-    ``feature_augment`` (None, or a parameter-free module such as
-    :class:`kws_okd.augment.specaugment.SpecAugment` that the trainer sets) changes the
-    features between the two in training mode only; a saved model never carries it."""
+    """Front-end + backbone: maps a batch of waveforms (B, N) to logits (B, C)."""
 
     def __init__(self, frontend: nn.Module, backbone: nn.Module):
         super().__init__()
         self.frontend = frontend
         self.backbone = backbone
-        self.feature_augment = None
 
     def forward(self, wav):
-        feats = self.frontend(wav)
-        if self.training and self.feature_augment is not None:
-            feats = self.feature_augment(feats)
-        return self.backbone(feats)
+        return self.backbone(self.frontend(wav))
 
 
 def build_model(name: str, num_classes: int, frontend: dict | None = None, **kwargs) -> KWSNet:

@@ -18,24 +18,6 @@ PROGRESS_FILE = "progress.txt"   # in the run folder: "steps done, steps in all"
 PROGRESS_EVERY = 10   # optimiser steps between writes of it
 
 
-def what_each_hears(wav, y, context=None, noise=None, band=None):
-    """A training batch as the student hears it and as the teacher does: the student gets
-    speech around the word (kws_okd/augment/context.py), then background noise
-    (kws_okd/augment/background.py), then a band-limited channel
-    (kws_okd/augment/band.py); the teacher hears the context only when its
-    ``teacher_hears`` says so, and never the noise or the channel."""
-    clean = wav
-    if context is not None:
-        wav = context(wav, y)
-        if context.teacher_hears == "context":
-            clean = wav
-    if noise is not None:
-        wav = noise(wav, y)
-    if band is not None:
-        wav = band(wav, y)
-    return wav, clean
-
-
 class KWSBrain(sb.Brain):
     """``modules.student`` is trained; ``self.teacher`` (frozen, not a module of the
     Brain so it is neither trained, checkpointed nor wrapped for DDP) teaches it.
@@ -88,10 +70,11 @@ class KWSBrain(sb.Brain):
         wav, y = wav.to(self.device), y.to(self.device)
         if stage == sb.Stage.TRAIN:
             teacher = self.teacher
-            wav, clean = what_each_hears(wav, y, getattr(self.hparams, "context", None),
-                                         getattr(self.hparams, "noise", None), getattr(self.hparams, "band", None))
-            if teacher is not None and wav is not clean:
-                teacher = TeacherHearsClean(teacher, wav, clean)
+            context = getattr(self.hparams, "context", None)
+            if context is not None:   # speech around the word, heard by the student alone
+                clean, wav = wav, context(wav, y)
+                if teacher is not None and wav is not clean:
+                    teacher = TeacherHearsClean(teacher, wav, clean)
             objective = self.hparams.objective
             if hasattr(objective, "set_progress"):
                 objective.set_progress(self.progress())

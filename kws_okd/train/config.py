@@ -13,36 +13,15 @@ from kws_okd.errors import ConfigError
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
-def context_tag(p, teacher_hears: str = "clean") -> str:
+def context_tag(p) -> str:
     """Run-folder tag of a student's ``context_speech`` (kws_okd/augment/context.py): none
     when it is off, so that models trained with speech around the word never reuse, or
-    overwrite, the runs trained without it; ``+teacherctx`` when the teacher hears the
-    context too."""
-    if float(p) == 0:
-        return ""
-    return f"+context{float(p):g}" + ("+teacherctx" if teacher_hears == "context" else "")
+    overwrite, the runs trained without it."""
+    return "" if float(p) == 0 else f"+context{float(p):g}"
 
 
-def teacher_context_tag(p, teacher_hears: str = "clean") -> str:
-    """Run-folder tag of the teacher: it trains with speech around the word only when it is
-    to hear it (``teacher_hears: context``); otherwise students share the default teacher."""
-    return context_tag(p) if teacher_hears == "context" else ""
-
-
-def probability_tag(name: str):
-    """Run-folder tag of a student augmentation switched on by a probability ``p``
-    (``background_noise``: ``+noise0.5``, ``band_limit``: ``+band0.5``, ``spec_augment``:
-    ``+spec0.5``): none when it is off, so runs with and without it never share a folder."""
-    return lambda p: "" if float(p) == 0 else f"+{name}{float(p):g}"
-
-
-noise_tag, band_tag, spec_tag = (probability_tag(n) for n in ("noise", "band", "spec"))
-
-
-for _name, _fn in (("context_tag", context_tag), ("teacher_context_tag", teacher_context_tag),
-                   ("noise_tag", noise_tag), ("band_tag", band_tag), ("spec_tag", spec_tag)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
+if not OmegaConf.has_resolver("context_tag"):
+    OmegaConf.register_new_resolver("context_tag", context_tag)
 
 
 def load_recipe(name: str, overrides=(), recipe_dir: str | Path | None = None):

@@ -7,6 +7,7 @@ what it was trained from matches; otherwise it is set aside (renamed, nothing de
 and trained again."""
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -27,9 +28,16 @@ EXECUTION_KEYS = frozenset({"progress", "device", "threads", "ckpt_interval_minu
 # but it is resumed from where it stopped rather than set aside.
 BUDGET_KEYS = frozenset({"epochs", "steps"})
 # Augmentations only a student hears (the builders return None for a teacher's training):
-# a teacher's run is not judged by them, so `kws-okd run background_noise.p=0.5` reuses it.
+# a teacher's run is not judged by them, so `kws-okd run context_speech.p=0` reuses it.
 # A new student-only augmentation belongs here too.
-STUDENT_ONLY_KEYS = frozenset({"background_noise", "band_limit", "spec_augment"})
+STUDENT_ONLY_KEYS = frozenset({"context_speech"})
+# Options removed in the #36 prune, each with the value that turned it off (for a section,
+# its ``p``). A run recorded with one of them off is judged as if it never had it, so the
+# runs of an older checkout are still reused; one recorded with it on learnt from
+# something else.
+REMOVED_OFF = {"background_noise.p": 0.0, "band_limit.p": 0.0, "spec_augment.p": 0.0,
+               "context_speech.teacher_hears": "clean", "data.piper_noise": 0.0,
+               "distil_from": "calibrated", "distill.ood_teacher": "calibrated"}
 # Manifest columns that depend on where the checkout lives, not on the data.
 PLACE_COLUMNS = frozenset({"wav"})
 
@@ -107,8 +115,28 @@ def differences(stored, current, prefix: str = "") -> list[str]:
     return [] if stored == current else [prefix.rstrip(".") or "(value)"]
 
 
+def _without_removed(config: dict) -> dict:
+    """``config`` without the :data:`REMOVED_OFF` options it has at their off value."""
+    config = copy.deepcopy(config)
+    for key, off in REMOVED_OFF.items():
+        *path, leaf = key.split(".")
+        if leaf == "p":   # a section switched off by its probability goes as a whole
+            *path, leaf = path
+        node = config
+        for k in path:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node[leaf].get("p") if key.endswith(".p") and isinstance(node[leaf], dict) else node[leaf]
+        if value == off:
+            del node[leaf]
+    return config
+
+
 def _judged(config: dict) -> dict:
-    """The part of a run's config its run is judged by: a teacher's without :data:`STUDENT_ONLY_KEYS`."""
+    """The part of a run's config its run is judged by: without options since removed that
+    it had off, and a teacher's without :data:`STUDENT_ONLY_KEYS`."""
+    config = _without_removed(config)
     if config.get("role") != "teacher":
         return config
     return {k: v for k, v in config.items() if k not in STUDENT_ONLY_KEYS}

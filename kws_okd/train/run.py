@@ -15,12 +15,9 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from torch.utils.data import DataLoader
 
 from kws_okd.augment import build_augmentation
-from kws_okd.augment.background import build_background_noise
-from kws_okd.augment.band import build_band_limit
-from kws_okd.augment.specaugment import build_spec_augment
 from kws_okd.augment.context import build_context
 from kws_okd.data.manifest import manifest_without_domains, read_classes
-from kws_okd.data.registry import corpus_noise_dir, load_dataset, prepare_data
+from kws_okd.data.registry import load_dataset, prepare_data
 from kws_okd.distill import OBJECTIVES, build_objective
 from kws_okd.errors import ConfigError
 from kws_okd.models import build_model, count_macs, count_params
@@ -153,15 +150,6 @@ def train(cfg) -> Path:
         if teacher_blob["classes"] != classes:
             raise ConfigError(f"{teacher_ckpt}: teacher classes {teacher_blob['classes']} differ from "
                               f"the data's {classes}")
-        offset = teacher_blob.get("info", {}).get("calibration", {}).get("unknown_offset")
-        raw_teacher = str(cfg.get("distil_from", "calibrated")) == "raw"
-        if offset and not raw_teacher and hasattr(objective, "set_teacher_offset"):   # OKD's ood_teacher: raw
-            objective.set_teacher_offset(classes.index("_unknown_"), float(offset))
-        if offset and raw_teacher:
-            # The student learns the teacher's own hearing; its offset is its own, chosen
-            # after training on the same select speakers (kws_okd/train/calibrate.py).
-            from kws_okd.train.calibrate import fold_offset
-            fold_offset(teacher, len(classes), classes.index("_unknown_"), -float(offset))
     augment = None
     if objective.needs_augment:
         augment = build_augmentation(OmegaConf.to_container(cfg.augment, resolve=True))
@@ -190,12 +178,7 @@ def train(cfg) -> Path:
     def entry(name):   # a recipe's augmentation entry as a plain dict, or None when absent
         return OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) else None
     context = build_context(entry("context_speech"), classes, role=role)
-    noise = build_background_noise(entry("background_noise"), classes, corpus_noise_dir(cfg.data), role=role)
-    band = build_band_limit(entry("band_limit"), role=role)
-    spec = build_spec_augment(entry("spec_augment"), role=role)
-    if spec is not None:   # masks the student's features, inside its forward, in training only
-        student.feature_augment = spec
-    hparams = dict(objective=objective, augment=augment, context=context, noise=noise, band=band,
+    hparams = dict(objective=objective, augment=augment, context=context,
                    lr=float(cfg.optim.lr),
                    epochs=epochs, warmup_epochs=int(cfg.optim.warmup_epochs),
                    steps_per_epoch=steps_per_epoch, callbacks=callbacks,
