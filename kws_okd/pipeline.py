@@ -62,7 +62,8 @@ def real_dev_set(manifests) -> dict:
     return sets
 
 
-def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, minutes: float = 8.0) -> dict:
+def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, minutes: float = 8.0,
+                          talk_split: bool = False) -> dict:
     """The validation and test recordings (clean and 5 dB) every report scores, built once
     per corpus and reused (kws_okd/evaluate/long_audio.py), and, on a synthetic corpus,
     ``test_sentences``: keywords inside sentences spoken by the held-out families' voices
@@ -70,7 +71,9 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     talking, where only false alarms are counted, and ``valid_real_keywords``: its lines
     named for a command word (kws_okd/evaluate/voice_lines.py); with
     asterisk-core-sounds-en-wav installed,
-    ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py)."""
+    ``test_real_prompts``: real people's sentences (kws_okd/evaluate/real_prompts.py).
+    ``talk_split``: a student trained on half the voice packs (``real_audio.talk``), so
+    ``valid_real`` holds the other half only."""
     import json
 
     from kws_okd.data.tts import ENGINES
@@ -96,7 +99,9 @@ def long_audio_recordings(manifests, corpus_noise, held_real, real_dev: dict, mi
     # People talking (a game's voice lines, no keyword in them: false alarms only) and real
     # people's sentences (evaluation only): all of each (19 and 23 min) at the default 8 min.
     whole = None if minutes >= 8 else 3 * minutes
-    talk = build_valid_real(out, keywords, max_minutes=whole)
+    from kws_okd.data.real_speech import talk_packs
+    packs = [p.name for p in talk_packs("valid")] if talk_split else None
+    talk = build_valid_real(out, keywords, max_minutes=whole, packs=packs)
     if talk is not None:
         recs["valid_real"] = talk
         recs["valid_real_keywords"] = build_valid_real_keywords(out, keywords)
@@ -172,7 +177,8 @@ def default_jobs(n_jobs: int) -> int:
 
 
 def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real, real_dev: dict,
-                    fa_per_hour: float = 1.0, minutes: float = 8.0, jobs: int | None = None) -> dict:
+                    fa_per_hour: float = 1.0, minutes: float = 8.0, jobs: int | None = None,
+                    talk_split: bool = False) -> dict:
     """Per student: per-keyword thresholds chosen on the validation recordings (isolated
     words and sentences) for ``fa_per_hour`` (stored in its model.pt), then FRR at 0.5/1/2 FA/h and at those
     thresholds on the clean and 5 dB test recordings (kws_okd/evaluate/long_audio.py).
@@ -184,7 +190,7 @@ def long_audio_eval(models: dict, manifests, out: Path, corpus_noise, held_real,
     from kws_okd.train.checkpoint import load_model, set_stream_thresholds
     cache_dir = Path(manifests) / "long_audio" / "fast_models"   # scratch: model.pt changes below
     from kws_okd.data.registry import clip_seconds_of
-    recs = long_audio_recordings(manifests, corpus_noise, held_real, real_dev, minutes)
+    recs = long_audio_recordings(manifests, corpus_noise, held_real, real_dev, minutes, talk_split)
     cfg = StreamConfig(window_s=clip_seconds_of(Path(manifests) / "train.csv"))
     students = {}
     for name, path in models.items():
@@ -314,6 +320,9 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
     runs = {f"{student}-{m}/seed{seed}": overrides + method_overrides(m) + [f"student={student}", f"seed={seed}"]
             for seed in seeds for m in methods}
     models.update(train_students(runs, jobs))
+    # Students that heard people talking (real_audio.talk): the people-talking threshold
+    # recording keeps to the voice packs they did not hear.
+    talk_split = any(load_recipe("student", r).augment.get("talk") for r in runs.values())
     out = Path(out or Path(tcfg.results_dir) / tcfg.data.name / "report")
     real_dev = real_dev_set(manifests)
     report = evaluate(models, manifests, out, teacher="teacher", extra_sets=real_dev)
@@ -325,7 +334,7 @@ def run_pipeline(overrides=(), methods=("erm", "kd", "okd_real"), seeds=(0,), st
             report["models"][name].update(agree_real=a["agree"], kl_real=a["kl"], kwcall_real=a.get("kw_calls"))
     if long_audio_minutes and "_unknown_" in read_classes(Path(manifests) / "classes.txt"):
         for name, r in long_audio_eval(models, manifests, out, corpus_noise_dir(tcfg.data), held, real_dev,
-                                       minutes=long_audio_minutes, jobs=jobs).items():
+                                       minutes=long_audio_minutes, jobs=jobs, talk_split=talk_split).items():
             kw = {rec: r[rec]["per_keyword"] for rec in ("test_clean", "test_snr5")}
             report["models"][name].update(
                 frr1_clean=frr_at(r["test_clean"], 1.0), frr1_snr5=frr_at(r["test_snr5"], 1.0),

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from kws_okd.data.words import KEYWORDS_12
-from kws_okd.errors import DataError
+from kws_okd.errors import ConfigError, DataError
 from kws_okd.evaluate.voice_lines import (KEYWORD_LINES, LEFT_OUT, build_valid_real, build_valid_real_keywords,
                                           voice_lines)
 from kws_okd.stream.longaudio import read_labels
@@ -135,3 +135,19 @@ def test_keyword_lines_name_command_words_and_are_never_trained_on():
     assert {w for w, _ in KEYWORD_LINES.values()} <= set(KEYWORDS_12)
     assert all(HEDGEWARS_KEYWORD_LIKE[stem] == w for stem, (w, _) in KEYWORD_LINES.items())
     assert all(0 <= place <= 1 for _, place in KEYWORD_LINES.values())
+
+
+def test_talk_packs_alternate_and_valid_recording_keeps_to_its_packs(voices, tmp_path):
+    from kws_okd.data.real_speech import talk_packs
+    for pack in ("Classic", "Robot"):
+        _line(voices / pack / "Hello.ogg")
+    # sorted: Classic, Default, Pirate, Robot -> train every other one from the first
+    assert [p.name for p in talk_packs("train", voices)] == ["Classic", "Pirate"]
+    assert [p.name for p in talk_packs("valid", voices)] == ["Default", "Robot"]
+    assert talk_packs("train", tmp_path / "nowhere") == []
+    with pytest.raises(ConfigError, match="talk pack role 'test'"):
+        talk_packs("test", voices)
+    wav = build_valid_real(tmp_path / "out", KEYWORDS_12, root=voices, packs=["Default", "Robot"])
+    sources = {lb["source"].split("/")[1] for lb in read_labels(wav.with_suffix(".csv"))}
+    assert sources == {"Default", "Robot"}
+    assert json.loads(wav.with_suffix(".json").read_text())["settings"]["packs"] == ["Default", "Robot"]

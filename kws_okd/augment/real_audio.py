@@ -36,12 +36,13 @@ def default_cache_dir() -> Path:
 class RealAudio(nn.Module):
     def __init__(self, folders=None, weights=(1.0, 0.0, 0.0), snr=(0.0, 20.0),
                  splice=(0.2, 0.6), fraction=1.0, cache_dir=None, holdout_frac=0.2, seed=0,
-                 windows=None):
+                 windows=None, talk=False):
         """``folders``: folders of recordings (``None`` = klettres-data). ``weights``:
         how often each clip becomes pure / overlay / splice. ``fraction``: size of the
         ``x_ood`` batch relative to the clean batch (clips drawn at random), which sets
         what the OOD term costs. ``windows`` (tests): a tensor of windows to use instead
-        of loading folders."""
+        of loading folders. ``talk``: also the hedgewars voice packs of people talking
+        that :func:`~kws_okd.data.real_speech.talk_packs` gives to training."""
         super().__init__()
         # Rows of the last batch that are a recording alone, with no training clip mixed
         # in: known to hold no keyword (the distillation may use that; OKD's reject_class).
@@ -56,8 +57,10 @@ class RealAudio(nn.Module):
         self.register_buffer("weights", w / w.sum(), persistent=False)
         self.snr, self.splice = tuple(snr), tuple(splice)
         if windows is None:
-            from kws_okd.data.real_speech import default_real_audio_folders, load_real_windows
+            from kws_okd.data.real_speech import default_real_audio_folders, load_real_windows, talk_packs
             folders = default_real_audio_folders() if not folders else [Path(f) for f in folders]
+            if talk:
+                folders += talk_packs("train")
             windows, _ = load_real_windows(folders, cache_dir or default_cache_dir(),
                                            holdout_frac=holdout_frac, seed=seed)
         if len(windows) == 0:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from kws_okd.audio.io import fix_length, read_audio, write_audio
 from kws_okd.data.manifest import read_manifest, write_manifest
 from kws_okd.data.words import GSC_V2_WORDS, UNKNOWN
-from kws_okd.errors import AudioError, DataError
+from kws_okd.errors import AudioError, ConfigError, DataError
 from kws_okd.utils.atomic import atomic_path, write_json
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -250,6 +250,18 @@ HEDGEWARS_KEYWORD_LIKE = {"yessir": "yes", "nooo": "no", "enemydown": "down", "c
 # Evaluation-only sources: never training audio, whatever folder is given.
 _RESERVED = (ALSA_DIR, *ASTERISK_DIRS)
 _CACHE_VERSION = 3
+
+
+def talk_packs(role: str, root=HEDGEWARS_VOICES) -> list[Path]:
+    """hedgewars-data's voice packs (people talking) in two halves, alternately by name:
+    ``train`` packs may be real-audio ``x_ood`` (``real_audio.talk``), ``valid`` packs are
+    then the people-talking threshold recording, so that its false alarms come from
+    voices never trained on. None when the package is missing."""
+    if role not in ("train", "valid"):
+        raise ConfigError(f"talk pack role {role!r}: expected 'train' or 'valid'")
+    root = Path(root)
+    packs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return packs[0::2] if role == "train" else packs[1::2]
 
 
 def _package_folders(root: Path, package: str, needed_by: str) -> list[Path]:

@@ -68,17 +68,20 @@ def voice_lines(root=HEDGEWARS_VOICES, keep=lambda stem: stem not in LEFT_OUT) -
 
 
 def build_valid_real(out_dir, keywords, seed: int = 0, root=None, name: str = NAME,
-                     max_minutes: float | None = None) -> Path | None:
+                     max_minutes: float | None = None, packs=None) -> Path | None:
     """``<name>.wav`` (+ ``.csv``, ``.json``) in ``out_dir`` from :func:`voice_lines`,
     composed unless an earlier build with the same settings and files is there; None
     when ``root`` (default: the package's folder) does not exist. ``max_minutes`` cuts
-    it short (all lines make about 19 minutes)."""
+    it short (all lines make about 19 minutes). ``packs``: only these voice packs (folder
+    names), e.g. those no student trained on."""
     root = Path(root) if root else HEDGEWARS_VOICES
     if not root.is_dir():
         return None
-    return _build(out_dir, name, root, voice_lines(root), lambda stem: (), keywords, seed,
-                  dict(gap_s=list(GAP_S), left_out=sorted(LEFT_OUT), max_minutes=max_minutes),
-                  max_minutes=max_minutes)
+    lines = [p for p in voice_lines(root) if packs is None or p.parent.name in packs]
+    settings = dict(gap_s=list(GAP_S), left_out=sorted(LEFT_OUT), max_minutes=max_minutes)
+    if packs is not None:
+        settings["packs"] = sorted(packs)
+    return _build(out_dir, name, root, lines, lambda stem: (), keywords, seed, settings, max_minutes=max_minutes)
 
 
 def build_valid_real_keywords(out_dir, keywords, seed: int = 0, root=None,

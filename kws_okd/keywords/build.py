@@ -111,7 +111,7 @@ def render_keywords_card(k: dict) -> str:
 
 
 def build_keywords(words, out, real_dev=None, unknown_words=(), size: str = "default", seed: int = 0,
-                   method: str = "okd_real", student: str = "bcresnet2_20ms", families=None,
+                   method: str = "okd_talk", student: str = "bcresnet2_20ms", families=None,
                    long_audio_minutes: float = 8.0, extra_overrides=(), progress: bool = True,
                    card_page=None) -> dict:
     """Everything ``kws-okd keywords`` does; returns the card's facts. ``card_page``: also

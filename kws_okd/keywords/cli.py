@@ -24,7 +24,8 @@ def add_keywords_command(sub) -> None:
     c.add_argument("--unknown", help="comma-separated words of your own that must not fire")
     c.add_argument("--size", default="default", choices=["tiny", "default", "large"], help="corpus size")
     c.add_argument("--families", help="synthesiser families (default: the recipe's six)")
-    c.add_argument("--method", default="okd_real", help="student method (recipes/kws/method or distill)")
+    c.add_argument("--method", default="okd_talk",
+                   help="student method (recipes/kws/method or distill); okd_talk: real-audio OKD with people talking")
     c.add_argument("--student", default="bcresnet2_20ms")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--long-audio-minutes", type=float, default=8.0,
