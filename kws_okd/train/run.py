@@ -238,7 +238,7 @@ def train(cfg) -> Path:
                 train_seconds=round(train_seconds, 1), label=str(net_cfg.get("label", net_cfg.name)))
     if calibration:
         info["calibration"] = calibration
-    if train_set.num_samples != 16000:   # a longer window for a keyword phrase (kws_okd/keywords)
+    if getattr(train_set, "num_samples", 16000) != 16000:   # a longer window for a keyword phrase (kws_okd/keywords)
         info["window_s"] = train_set.num_samples / 16000
     if candidates:   # averaging starts tried, with their validation accuracy
         info["averaging_candidates"] = candidates
