@@ -188,3 +188,19 @@ def test_keywords_command_refuses_bad_words_before_building(tmp_path, capsys):
     assert main(["keywords", "marvin,marvin", "--out", str(tmp_path / "out")]) == 2
     assert "given twice" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_keyword_detection_tool_smooths_as_the_engine_does():
+    import runpy
+    from pathlib import Path
+    tool = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "keyword_detection.py"))
+    scores = np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    _, out, kws, dur = tool["smoothed"]((np.arange(4), scores, ["a", "b"], 4.0), 2)
+    # the mean of the last two windows (of what there is at the start)
+    assert np.allclose(out, [[0.0, 1.0], [0.5, 1.0], [1.0, 0.5], [0.5, 0.0]])
+    assert kws == ["a", "b"] and dur == 4.0
+
+
+def test_keyword_detection_tool_needs_its_recordings():
+    from conftest import tool_exit
+    assert tool_exit("keyword_detection.py", ["m=model.pt"]) == 2   # --long-audio is required
