@@ -204,3 +204,14 @@ def test_keyword_detection_tool_smooths_as_the_engine_does():
 def test_keyword_detection_tool_needs_its_recordings():
     from conftest import tool_exit
     assert tool_exit("keyword_detection.py", ["m=model.pt"]) == 2   # --long-audio is required
+
+
+@needs_espeak
+def test_lexicon_is_frequent_words_with_phonemes_and_is_cached(tmp_path):
+    from kws_okd.keywords.vocab import lexicon
+    lex = lexicon(tmp_path, n=50)
+    assert len(lex) == 50 and "the" in lex and all(len(w) > 2 for w in lex)
+    assert lex["the"][0] == "ð"
+    cached = list(tmp_path.glob("lexicon-*.tsv"))
+    assert len(cached) == 1
+    assert lexicon(tmp_path, n=50) == lex    # read back from the cache file

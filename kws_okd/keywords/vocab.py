@@ -145,7 +145,7 @@ def lexicon(cache_dir: Path, n: int = LEXICON_WORDS) -> dict[str, tuple[str, ...
     """The ``n`` most frequent English words of three letters or more with their phonemes, in order
     of frequency; looked up once and kept in ``cache_dir``."""
     from wordfreq import top_n_list
-    words = [w for w in top_n_list("en", int(n * 1.2)) if WORD.fullmatch(w) and len(w) > 2][:n]
+    words = [w for w in top_n_list("en", 2 * n) if WORD.fullmatch(w) and len(w) > 2][:n]
     key = hashlib.sha1(("\n".join(words) + VOICE).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"lexicon-{key}.tsv"
     if path.is_file():
