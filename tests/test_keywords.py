@@ -215,3 +215,13 @@ def test_lexicon_is_frequent_words_with_phonemes_and_is_cached(tmp_path):
     cached = list(tmp_path.glob("lexicon-*.tsv"))
     assert len(cached) == 1
     assert lexicon(tmp_path, n=50) == lex    # read back from the cache file
+
+
+def test_a_real_dev_folder_without_keywords_is_refused_before_building(tmp_path, capsys):
+    from conftest import write_tone
+
+    from kws_okd.cli import main
+    write_tone(tmp_path / "rd" / "bed" / "a.wav")
+    assert main(["keywords", "marvin", "--out", str(tmp_path / "out"), "--real-dev", str(tmp_path / "rd")]) == 2
+    assert "no <keyword>/*.wav clip" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -129,7 +129,9 @@ def build_keywords(words, out, real_dev=None, unknown_words=(), size: str = "def
     name = set_name(keywords) + ("" if size == "default" else f"-{size}")
     base = keyword_overrides(keywords, name, 1.0, unknown_words, size, families) + list(extra_overrides)
     data_cfg = load_recipe("teacher", base).data
-    vocab = keyword_vocabulary(data_cfg)   # refuses bad words before anything is built
+    if real_dev:   # a --real-dev folder without a keyword in it is refused before anything is built
+        real_dev_items(real_dev, [folder_name(k) for k in keywords] + [UNKNOWN])
+    vocab = keyword_vocabulary(data_cfg)   # and so are words that sound the same
     for kw, m in vocab.near_misses.items():
         bar.write(f"{kw}: near misses {', '.join(m) or '(none found)'}")
 
