@@ -225,3 +225,18 @@ def test_a_real_dev_folder_without_keywords_is_refused_before_building(tmp_path,
     assert main(["keywords", "marvin", "--out", str(tmp_path / "out"), "--real-dev", str(tmp_path / "rd")]) == 2
     assert "no <keyword>/*.wav clip" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_card_says_when_the_asterisk_figure_counts_your_words_as_false_alarms():
+    from kws_okd.keywords.build import render_keywords_card
+    measured = {"test_real_prompts": dict(what="real people's sentences (Asterisk prompts)", keywords=0,
+                                          found=0, fa_per_hour=37.0)}
+    facts = dict(keywords=["one"], classes=["one", "_unknown_", "_silence_"], method="okd_talk",
+                 student="bcresnet2_20ms", seed=0, window_s=1.0, near_misses={"one": ["won't"]},
+                 dropped={"won": "one"}, heldout_families={"flite": 0.9}, id_acc=0.95, people=None,
+                 measured=measured, real_dev=None)
+    card = render_keywords_card(facts)
+    assert "your words said in them count as false alarms" in card and "| 37 false alarms/h |" in card
+    assert "won (one)" in card and "flite (never trained on) | 90.0 %" in card
+    facts["keywords"], facts["classes"] = ["yes"], ["yes", "_unknown_", "_silence_"]
+    assert "count as false alarms" not in render_keywords_card(facts)
