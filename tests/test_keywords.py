@@ -240,3 +240,28 @@ def test_card_says_when_the_asterisk_figure_counts_your_words_as_false_alarms():
     assert "won (one)" in card and "flite (never trained on) | 90.0 %" in card
     facts["keywords"], facts["classes"] = ["yes"], ["yes", "_unknown_", "_silence_"]
     assert "count as false alarms" not in render_keywords_card(facts)
+
+
+@needs_espeak
+def test_keywords_command_end_to_end_on_a_tiny_corpus(tmp_path):
+    """The whole command on two espeak families, a few steps and one minute of long
+    audio: a model that knows the phrase, its window, thresholds, exports and a card."""
+    from kws_okd.keywords.build import build_keywords
+    from kws_okd.train.checkpoint import load_model
+    out = tmp_path / "home"
+    facts = build_keywords("lights on,marvin", out, size="tiny", families=["espeak", "espeak_accent"],
+                           long_audio_minutes=1.0, progress=False,
+                           extra_overrides=["steps=20", "data.train_domains=[espeak]",
+                                            "data.ood_domains=[espeak_accent]", f"results_dir={tmp_path}/results",
+                                            f"data.corpus_dir={tmp_path}/corpus",
+                                            f"data.manifest_dir={tmp_path}/manifests"])
+    assert facts["classes"] == ["lights_on", "marvin", "_unknown_", "_silence_"]
+    assert set(facts["near_misses"]) == {"lights on", "marvin"} and "lights off" in facts["near_misses"]["lights on"]
+    model, blob = load_model(out / "model.pt")
+    assert blob["info"].get("window_s", 1.0) == facts["window_s"] >= 1.0
+    assert set(blob["stream"]["thresholds"]) == {"lights_on", "marvin"}
+    for f in ("model.onnx", "model.ts", "stream.json", "card.md", "keywords.json"):
+        assert (out / f).is_file(), f
+    card = (out / "card.md").read_text()
+    assert card.startswith("# Keyword detector: lights on, marvin") and "espeak_accent (never trained on)" in card
+    assert not (tmp_path / "home.partial").exists()
