@@ -265,3 +265,21 @@ def test_keywords_command_end_to_end_on_a_tiny_corpus(tmp_path):
     card = (out / "card.md").read_text()
     assert card.startswith("# Keyword detector: lights on, marvin") and "espeak_accent (never trained on)" in card
     assert not (tmp_path / "home.partial").exists()
+
+
+def test_a_models_window_travels_from_its_file_to_streaming_and_export(tmp_path):
+    """A model trained on 1.3 s windows: load_model says so, the stream engine and the
+    streaming export take it without being told, and an unknown object hears 1 s."""
+    from types import SimpleNamespace
+
+    from kws_okd.export.pipeline import export_streaming
+    from kws_okd.models import build_model
+    from kws_okd.stream.backends import OnnxStreamModel, window_of
+    from kws_okd.train.checkpoint import load_model, save_model
+    classes = ["marvin", "_unknown_", "_silence_"]
+    save_model(tmp_path / "model.pt", build_model("bcresnet1", 3), {"name": "bcresnet1"}, classes, {"window_s": 1.3})
+    model, _ = load_model(tmp_path / "model.pt")
+    assert model.window_s == 1.3 and window_of(model) == 1.3
+    assert window_of(SimpleNamespace(num_samples=8000)) == 0.5 and window_of(object()) == 1.0
+    info = export_streaming(model, classes, tmp_path)
+    assert info["available"] and window_of(OnnxStreamModel(tmp_path)) == pytest.approx(1.3)

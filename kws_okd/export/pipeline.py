@@ -19,8 +19,9 @@ from kws_okd.export.latency import ort_window_ms, torch_window_ms
 from kws_okd.export.onnx_io import (TOLERANCE, export_onnx, export_torchscript, max_diff_vs_torch,
                                     require_close, run_onnx, session)
 from kws_okd.models import count_macs, count_params
+from kws_okd.stream.backends import window_of
 from kws_okd.stream.features import frame_spec
-from kws_okd.train.checkpoint import load_model, model_window_s
+from kws_okd.train.checkpoint import load_model
 from kws_okd.utils.atomic import write_json, write_text
 
 SAMPLE_RATE = 16000
@@ -32,7 +33,10 @@ def _probe_inputs(n=8, num_samples=SAMPLE_RATE, seed=0) -> torch.Tensor:
     return torch.randn(n, num_samples, generator=g) * torch.logspace(-2.5, -0.5, n)[:, None]
 
 
-def export_streaming(model, classes, out: Path, num_samples: int = SAMPLE_RATE) -> dict:
+def export_streaming(model, classes, out: Path, num_samples: int | None = None) -> dict:
+    """The streaming export (frames + window classifier) of ``model``, checked against it;
+    ``num_samples`` per window, by default the model's own window."""
+    num_samples = num_samples or int(round(SAMPLE_RATE * window_of(model, SAMPLE_RATE)))
     spec = frame_spec(model.frontend)
     if spec is None:
         return dict(available=False, why=f"{type(model.frontend).__name__} front-end has no frame-wise form")
@@ -76,7 +80,7 @@ def export_all(model_path, out_dir, calib=None, tests=(), calib_clips: int = 256
     out = Path(out_dir)
     model, blob = load_model(model_path)
     classes = blob["classes"]
-    n = int(round(SAMPLE_RATE * model_window_s(blob)))   # samples per window: 1 s unless a phrase needed more
+    n = int(round(SAMPLE_RATE * window_of(model, SAMPLE_RATE)))   # samples per window: 1 s unless a phrase needed more
     net = ExportNet(model).eval()
     probe = _probe_inputs(num_samples=n)
     card = dict(model=str(model_path), architecture=blob["model"], classes=classes,

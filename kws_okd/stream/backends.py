@@ -127,6 +127,14 @@ class OnnxStreamModel(OnnxWindowClassifier):
 
 
 
+def window_of(model, sample_rate: int = 16000) -> float:
+    """The window a model hears, in seconds: its own samples per window (fast path,
+    ONNX), what it was trained on (a model from ``load_model``), else 1 s."""
+    if getattr(model, "num_samples", None):
+        return model.num_samples / sample_rate
+    return float(getattr(model, "window_s", 1.0))
+
+
 def as_window_model(model, sample_rate: int = 16000, window_s: float = 1.0):
     """Wrap what the engine was given: a KWSNet, an already-wrapped model, or a stateful one."""
     if hasattr(model, "step") or hasattr(model, "classify_wave"):

@@ -71,19 +71,9 @@ def _load(a):
         except FastPathUnavailable as e:
             print(f"note: {e}; streaming with PyTorch", file=sys.stderr)
     from kws_okd.train.checkpoint import load_model
-    from kws_okd.train.checkpoint import model_window_s
     model, blob = load_model(a.model)
     model.stored_stream = blob.get("stream")
-    model.window_s = model_window_s(blob)
     return model, blob["classes"]
-
-
-def window_of(model, sample_rate: int) -> float:
-    """The window a loaded model hears, in seconds: its own samples per window (the fast
-    path, ONNX), what it was trained on (PyTorch), else 1 s."""
-    if getattr(model, "num_samples", None):
-        return model.num_samples / sample_rate
-    return float(getattr(model, "window_s", 1.0))
 
 
 def _stream(a):
@@ -91,6 +81,7 @@ def _stream(a):
     _one_blas_thread()
 
     from kws_okd.stream import sources
+    from kws_okd.stream.backends import window_of
     from kws_okd.stream.engine import StreamEngine
     if sum(bool(x) for x in (a.mic, a.wav, a.stdin)) != 1:
         raise ConfigError("give exactly one source: --mic, --wav FILE or --stdin")

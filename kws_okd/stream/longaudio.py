@@ -20,6 +20,7 @@ from kws_okd.audio.activity import speech_spans
 from kws_okd.audio.io import read_audio, write_audio
 from kws_okd.data.manifest import read_manifest
 from kws_okd.errors import ConfigError, DataError
+from kws_okd.stream.backends import window_of
 from kws_okd.stream.engine import Detection, StreamConfig, StreamEngine, default_keywords, detect_trace
 from kws_okd.utils.atomic import write_json, write_text
 from kws_okd.utils.csvfile import read_csv, write_csv
@@ -288,8 +289,8 @@ def evaluate_stream(models: dict, wav, labels_path=None, out_dir=None, config: S
     for name, path in models.items():
         with tempfile.TemporaryDirectory() as tmp:
             runner, classes = _runner(path, runtime, Path(tmp), cache_dir)
-            if getattr(runner, "num_samples", None):   # the model's own window (1 s unless a phrase needed more)
-                config = dataclasses.replace(config, window_s=runner.num_samples / 16000)
+            # the model's own window (1 s unless a phrase needed more)
+            config = dataclasses.replace(config, window_s=window_of(runner))
             times, scores, keywords, duration = stream_scores(runner, classes, wav, config)
         curve = sweep(times, scores, labels, keywords, duration, config.refractory_s)
         op = operating_point(curve, fa_per_hour)

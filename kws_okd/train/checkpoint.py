@@ -50,6 +50,7 @@ def load_model(path, map_location="cpu"):
         raise ConfigError(f"{path}: weights do not fit the {blob['model'].get('name')!r} architecture "
                           f"of this kws-okd version ({first}); retrain or use the version that wrote it") from None
     model.eval()
+    model.window_s = model_window_s(blob)   # what streaming and export windows must be
     return model, blob
 
 
