@@ -90,15 +90,21 @@ def speaker_id(voice_name: str) -> str:
     return hashlib.sha1(voice_name.encode()).hexdigest()[:8]
 
 
+def speech_bounds(x: np.ndarray) -> tuple[int, int] | None:
+    """First and last sample above 2 % of the peak (None for silence): where a synthesised
+    word starts and ends."""
+    env = np.abs(x)
+    idx = np.flatnonzero(env > 0.02 * env.max()) if env.max() > 0 else []
+    return (int(idx[0]), int(idx[-1])) if len(idx) else None
+
+
 def place_in_clip(x: np.ndarray, n: int, rng: np.random.Generator, sr: int,
                   noise_floor_dbfs: tuple | None = None) -> np.ndarray:
     """Trim silence, fit the word inside ``n`` samples at a random offset, set a random
     level, and lay it over a faint coloured-noise floor (RMS drawn in ``noise_floor_dbfs``)."""
-    env = np.abs(x)
-    thr = 0.02 * env.max() if env.max() > 0 else 0
-    idx = np.flatnonzero(env > thr)
-    if len(idx):
-        x = x[max(0, idx[0] - sr // 100): idx[-1] + sr // 100]
+    bounds = speech_bounds(x)
+    if bounds:
+        x = x[max(0, bounds[0] - sr // 100): bounds[1] + sr // 100]
     limit = int(0.95 * n)
     if len(x) > limit:  # too slow a voice: time-compress rather than cut the word
         x = resample(x, len(x), limit)[:limit]

@@ -9,12 +9,13 @@ like a keyword is never an ``_unknown_`` word (kws_okd/keywords/vocab.py).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
 import numpy as np
 
-from kws_okd.data.corpus import CorpusSpec
+from kws_okd.data.corpus import CorpusSpec, speech_bounds
 from kws_okd.data.words import EXTRA_UNKNOWN_WORDS, GSC_V2_WORDS, folder_name
 from kws_okd.errors import ConfigError
 from kws_okd.keywords.vocab import MAX_WINDOW_S, MIN_WINDOW_S, Vocabulary, build_vocabulary, parse_keywords
@@ -38,13 +39,20 @@ def set_name(keywords) -> str:
 
 
 def keyword_vocabulary(cfg) -> Vocabulary:
-    return build_vocabulary(list(cfg.keywords), cache_dir(), unknown_words=list(cfg.get("unknown_words") or ()),
-                            near_miss_count=int(cfg.get("near_misses", 8)), general_unknown=GENERAL_UNKNOWN)
+    """The vocabulary of a ``data`` config of kind ``keywords``; looked up once per process
+    (the command, the teacher and each student prepare the same data)."""
+    return _vocabulary(tuple(cfg.keywords), tuple(cfg.get("unknown_words") or ()), int(cfg.get("near_misses", 8)))
 
 
-def keyword_spec(cfg, vocab: Vocabulary | None = None) -> CorpusSpec:
+@functools.lru_cache(maxsize=8)
+def _vocabulary(keywords: tuple, unknown_words: tuple, near_miss_count: int) -> Vocabulary:
+    return build_vocabulary(list(keywords), cache_dir(), unknown_words=list(unknown_words),
+                            near_miss_count=near_miss_count, general_unknown=GENERAL_UNKNOWN)
+
+
+def keyword_spec(cfg) -> CorpusSpec:
     """The corpus a ``data`` config of kind ``keywords`` asks for."""
-    v = vocab or keyword_vocabulary(cfg)
+    v = keyword_vocabulary(cfg)
     keywords = tuple(folder_name(k) for k in v.keywords)
     not_kw = [w for w in GENERAL_UNKNOWN if w not in v.keywords and w not in v.dropped]
     words = keywords + tuple(w for w in GSC_V2_WORDS if w in not_kw)
@@ -57,11 +65,10 @@ def keyword_spec(cfg, vocab: Vocabulary | None = None) -> CorpusSpec:
 
 
 def spoken_seconds(x: np.ndarray, sr: int) -> float:
-    """How long the speech in ``x`` lasts: from the first to the last sample above 2 % of
-    its peak (the trim :func:`~kws_okd.data.corpus.place_in_clip` applies)."""
-    env = np.abs(x)
-    idx = np.flatnonzero(env > 0.02 * env.max()) if env.max() > 0 else []
-    return (idx[-1] - idx[0] + 1) / sr if len(idx) else 0.0
+    """How long the speech in ``x`` lasts, as :func:`~kws_okd.data.corpus.place_in_clip`
+    trims it (:func:`~kws_okd.data.corpus.speech_bounds`)."""
+    bounds = speech_bounds(x)
+    return (bounds[1] - bounds[0] + 1) / sr if bounds else 0.0
 
 
 def probe_keywords(keywords, families, voices_per_family: int = 3, seed: int = 0, sr: int = 16000) -> dict:

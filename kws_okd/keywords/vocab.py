@@ -159,16 +159,16 @@ def lexicon(cache_dir: Path, n: int = LEXICON_WORDS) -> dict[str, tuple[str, ...
 
 def near_misses(keyword: str, keyword_phonemes: dict, lex: dict, n: int = 8) -> list[str]:
     """Up to ``n`` words that sound close to ``keyword`` but are not it: frequent words one
-    edit away (two for keywords of six or more phonemes), the closest and most frequent
+    edit away (two for keywords of four or more phonemes), the closest and most frequent
     first. For a phrase, the phrase with one word swapped for a near miss of that word."""
     words = keyword.split(" ")
     if len(words) > 1:
+        alts = [near_misses(w, {w: lex.get(w) or phonemes([w])[w]}, lex, n) for w in words]
         out = []
         for rank in range(n):
             for k, w in enumerate(words):
-                alts = near_misses(w, {w: lex.get(w) or phonemes([w])[w]}, lex, n)
-                if rank < len(alts):
-                    cand = " ".join(words[:k] + [alts[rank]] + words[k + 1:])
+                if rank < len(alts[k]):
+                    cand = " ".join(words[:k] + [alts[k][rank]] + words[k + 1:])
                     if cand not in out and cand not in keyword_phonemes:
                         out.append(cand)
         return out[:n]
@@ -196,12 +196,8 @@ class Vocabulary:
 
     @property
     def unknown_words(self) -> list[str]:
-        seen, out = set(), []
-        for w in [*self.user_unknown, *(m for ms in self.near_misses.values() for m in ms), *self.parts]:
-            if w not in seen:
-                seen.add(w)
-                out.append(w)
-        return out
+        return list(dict.fromkeys([*self.user_unknown, *(m for ms in self.near_misses.values() for m in ms),
+                                   *self.parts]))
 
 
 def build_vocabulary(keywords, cache_dir, unknown_words=(), near_miss_count: int = 8,
