@@ -16,8 +16,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from kws_okd.evaluate.long_audio import calibrate_traces, score_at_thresholds, trace, traceable
+from kws_okd.evaluate.long_audio import calibrate_traces, moving_average, score_at_thresholds, trace, traceable
 from kws_okd.pipeline import THRESHOLD_FLOOR, THRESHOLD_RECORDINGS
 from kws_okd.stream.engine import StreamConfig
 from kws_okd.stream.longaudio import read_labels
@@ -28,10 +29,7 @@ REPORTED = ("test_people", "test_real_prompts", "test_clean")
 def smoothed(traced, k: int):
     """A raw (one-window) trace averaged over the last ``k`` windows, as the engine does."""
     times, scores, keywords, dur = traced
-    c = np.cumsum(np.vstack([np.zeros((1, scores.shape[1])), scores]), axis=0)
-    idx = np.arange(1, len(scores) + 1)
-    lo = np.maximum(0, idx - k)
-    return times, (c[idx] - c[lo]) / (idx - lo)[:, None], keywords, dur
+    return times, moving_average(torch.from_numpy(np.asarray(scores, np.float64)), k).numpy(), keywords, dur
 
 
 def main(argv=None):

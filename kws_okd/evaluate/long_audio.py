@@ -61,13 +61,18 @@ def batch_trace(model, classes, wav, config: StreamConfig | None = None, sample_
     posts = []
     for i in range(0, len(windows), batch):
         posts.append(model(windows[i:i + batch].contiguous()).double().softmax(-1))
-    p = torch.cat(posts)
+    smoothed = moving_average(torch.cat(posts), config.smooth)
+    times = (n + np.arange(len(smoothed)) * hop) / sample_rate
+    return times, smoothed[:, kw].float().numpy(), keywords, len(x) / sample_rate
+
+
+def moving_average(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row of ``p`` (windows x classes) averaged with the ``k - 1`` rows before it
+    (fewer at the start), as the streaming engine smooths posteriors."""
     c = torch.cat([torch.zeros(1, p.shape[1], dtype=p.dtype), p.cumsum(0)])
     idx = torch.arange(len(p))
-    lo = (idx + 1 - config.smooth).clamp(min=0)
-    smoothed = (c[idx + 1] - c[lo]) / (idx + 1 - lo).unsqueeze(1)
-    times = (n + idx.numpy() * hop) / sample_rate
-    return times, smoothed[:, kw].float().numpy(), keywords, len(x) / sample_rate
+    lo = (idx + 1 - k).clamp(min=0)
+    return (c[idx + 1] - c[lo]) / (idx + 1 - lo).unsqueeze(1)
 
 
 def choose_thresholds(times, scores, labels, keywords, duration_s: float, refractory_s: float,
